@@ -4,6 +4,7 @@
 #ifndef WEFT_TEST_H
 #define WEFT_TEST_H
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
