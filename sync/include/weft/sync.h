@@ -208,6 +208,7 @@ WEFT__STATIC_ASSERT(sizeof(weft_cond) == 16, "weft_cond ABI");
 WEFT__STATIC_ASSERT(sizeof(weft_once) == 16, "weft_once ABI");
 WEFT__STATIC_ASSERT(sizeof(weft_barrier) == WEFT_CACHE_LINE, "weft_barrier is one line");
 
+#include <weft/waitable.h>
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,180 @@
+/* handle.c - the common waitable object: allocation, reference counting, the object lock,
+ * the waiter list and the hand-off from a signaller to its waiters. */
+#include <stdlib.h>
+
+#include "handle.h"
+
+struct weft_handle *weft__handle_alloc(enum weft__kind kind)
+{
+	struct weft_handle *h = calloc(1, sizeof *h);
+	if (!h)
+		return NULL;
+	h->kind = (uint32_t)kind;
+	h->refs = 1;
+	/* relaxed: the handle is published to other threads by whatever hands them the
+	 * pointer (a release store, a thread start, a lock), which orders this store too. */
+	weft__store_rlx(&h->magic, WEFT__MAGIC_LIVE);
+	return h;
+}
+
+void weft__unref(struct weft_handle *h)
+{
+	/* acq_rel: the last reference sees every other holder's writes before freeing. */
+	uint32_t prev = weft__fsub_acqrel(&h->refs, 1);
+	if (prev != 1) {
+		if (prev == 0)
+			weft__die("handle %p closed more often than referenced", (void *)h);
+		return;
+	}
+	switch (h->kind) {
+	case WEFT__K_TIMER:
+		weft__timer_destroy(h);
+		break;
+	case WEFT__K_PROCESS:
+		weft__process_destroy(h);
+		break;
+	case WEFT__K_THREAD:
+		weft__thread_destroy(h);
+		break;
+	default:
+		break;
+	}
+	weft__store_rlx(&h->magic, WEFT__MAGIC_DEAD);
+	free(h);
+}
+
+weft_handle *weft_handle_dup(weft_handle *h)
+{
+	if (!weft__handle_ok(h, WEFT__K_ANY))
+		return NULL;
+	weft__ref(h);
+	return h;
+}
+
+void weft_handle_close(weft_handle *h)
+{
+	if (!weft__handle_ok(h, WEFT__K_ANY))
+		return;
+	weft__unref(h);
+}
+
+void weft__obj_lock_slow(struct weft_handle *h)
+{
+	/* The lock is held for a few dozen instructions (or, by a wait-all waiter, one check
+	 * over its objects), so spin briefly before sleeping. */
+	uint32_t b = 1;
+	for (int i = 0; i < 64 && weft__smp(); i++) {
+		uint32_t z = 0;
+		if (weft__load_rlx(&h->lock) == 0 && weft__cas_acq(&h->lock, &z, 1))
+			return;
+		weft__backoff(&b);
+	}
+	/* acquire: pairs with the release in weft__obj_unlock. Marking the word 2 makes the
+	 * holder's unlock wake one sleeper. */
+	while (weft__xchg_acq(&h->lock, 2) != 0) {
+		weft__block_begin();
+		weft__futex_wait(&h->lock, 2, NULL);
+		weft__block_end();
+	}
+}
+
+bool weft__signaled(const struct weft_handle *h, const struct weft_handle *self)
+{
+	switch (h->kind) {
+	case WEFT__K_EVENT:
+		return h->u.ev.signaled;
+	case WEFT__K_SEMA:
+		return h->u.sem.count > 0;
+	case WEFT__K_MUTEX:
+		return h->u.mtx.owner == NULL || h->u.mtx.owner == self;
+	case WEFT__K_TIMER:
+		return h->u.tmr.signaled;
+	case WEFT__K_THREAD:
+		return weft__load_rlx(&h->u.th.done) != 0;
+	case WEFT__K_PROCESS:
+		return weft__load_rlx(&h->u.proc.done) != 0;
+	default:
+		return false;
+	}
+}
+
+bool weft__consume(struct weft_handle *h, struct weft_handle *self)
+{
+	switch (h->kind) {
+	case WEFT__K_EVENT:
+		if (!h->u.ev.manual)
+			h->u.ev.signaled = false;
+		return false;
+	case WEFT__K_SEMA:
+		h->u.sem.count--;
+		return false;
+	case WEFT__K_MUTEX: {
+		bool abandoned = h->u.mtx.abandoned;
+		h->u.mtx.abandoned = false;
+		weft__mutex_own(h, self);
+		return abandoned;
+	}
+	case WEFT__K_TIMER:
+		if (!h->u.tmr.manual)
+			h->u.tmr.signaled = false;
+		return false;
+	default:
+		return false;
+	}
+}
+
+void weft__wb_link(struct weft_handle *h, struct weft__wait_block *wb)
+{
+	wb->next = NULL;
+	wb->prev = h->tail;
+	if (h->tail)
+		h->tail->next = wb;
+	else
+		h->head = wb;
+	h->tail = wb;
+	wb->linked = true;
+}
+
+void weft__wb_unlink(struct weft_handle *h, struct weft__wait_block *wb)
+{
+	if (!wb->linked)
+		return;
+	if (wb->prev)
+		wb->prev->next = wb->next;
+	else
+		h->head = wb->next;
+	if (wb->next)
+		wb->next->prev = wb->prev;
+	else
+		h->tail = wb->prev;
+	wb->linked = false;
+}
+
+void weft__satisfy(struct weft_handle *h)
+{
+	/* Lifetime: every waiter record and wait block on the list stays alive while we hold
+	 * h's lock, because a waiter unlinks its blocks (under this lock) before returning.
+	 * That is why the futex wakes below happen with the lock still held. */
+	for (struct weft__wait_block *wb = h->head; wb; wb = wb->next) {
+		struct weft__waiter *w = wb->w;
+		if (!weft__signaled(h, w->self))
+			break;
+		uint32_t z = 0;
+		if (w->wait_all) {
+			/* release: pairs with the waiter's acquire load of its state; it re-checks
+			 * everything under all its locks, so a poke carries no data. */
+			if (weft__cas_rel(&w->state, &z, WEFT__W_POKE))
+				weft__futex_wake(&w->state, 1);
+			continue;
+		}
+		bool abandoned = h->kind == WEFT__K_MUTEX && h->u.mtx.abandoned;
+		uint32_t res = (abandoned ? (uint32_t)WEFT_WAIT_ABANDONED_0 : 0u) + wb->index;
+		/* acq_rel: claims the waiter (only one party ever wins the CAS from 0); the
+		 * consumption below happens under h's lock, which the waiter takes again to
+		 * unlink this block before returning, so it sees it. */
+		if (weft__cas_acqrel(&w->state, &z, res + 1)) {
+			weft__consume(h, w->self);
+			weft__futex_wake(&w->state, 1);
+		}
+	}
+}
