@@ -1,0 +1,663 @@
+/* http_parse.c - the HTTP/1.1 request-head parser (RFC 9110, RFC 9112) and the
+ * response-head formatter behind weft-server --mode http. See http_parse.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "http_parse.h"
+
+/* Parser states. Lines are handled as soon as their LF arrives, so a malformed request
+ * line is refused before the client has sent its headers. */
+enum { ST_START, ST_HEADERS, ST_DONE };
+
+/* Character classes (RFC 9110 5.6.2 tchar; 5.5 field-vchar plus SP/HT; request-target
+ * bytes are VCHAR). One table, one load per byte. */
+enum { C_TCHAR = 1, C_FIELD = 2, C_VCHAR = 4, C_DIGIT = 8 };
+
+static const uint8_t cls[256] = {
+	['\t'] = C_FIELD, [' '] = C_FIELD,
+	['!'] = 7, ['"'] = 6, ['#'] = 7, ['$'] = 7, ['%'] = 7, ['&'] = 7, ['\''] = 7, ['('] = 6,
+	[')'] = 6, ['*'] = 7, ['+'] = 7, [','] = 6, ['-'] = 7, ['.'] = 7, ['/'] = 6,
+	['0'] = 15, ['1'] = 15, ['2'] = 15, ['3'] = 15, ['4'] = 15, ['5'] = 15, ['6'] = 15,
+	['7'] = 15, ['8'] = 15, ['9'] = 15,
+	[':'] = 6, [';'] = 6, ['<'] = 6, ['='] = 6, ['>'] = 6, ['?'] = 6, ['@'] = 6,
+	['A'] = 7, ['B'] = 7, ['C'] = 7, ['D'] = 7, ['E'] = 7, ['F'] = 7, ['G'] = 7, ['H'] = 7,
+	['I'] = 7, ['J'] = 7, ['K'] = 7, ['L'] = 7, ['M'] = 7, ['N'] = 7, ['O'] = 7, ['P'] = 7,
+	['Q'] = 7, ['R'] = 7, ['S'] = 7, ['T'] = 7, ['U'] = 7, ['V'] = 7, ['W'] = 7, ['X'] = 7,
+	['Y'] = 7, ['Z'] = 7,
+	['['] = 6, ['\\'] = 6, [']'] = 6, ['^'] = 7, ['_'] = 7, ['`'] = 7,
+	['a'] = 7, ['b'] = 7, ['c'] = 7, ['d'] = 7, ['e'] = 7, ['f'] = 7, ['g'] = 7, ['h'] = 7,
+	['i'] = 7, ['j'] = 7, ['k'] = 7, ['l'] = 7, ['m'] = 7, ['n'] = 7, ['o'] = 7, ['p'] = 7,
+	['q'] = 7, ['r'] = 7, ['s'] = 7, ['t'] = 7, ['u'] = 7, ['v'] = 7, ['w'] = 7, ['x'] = 7,
+	['y'] = 7, ['z'] = 7,
+	['{'] = 6, ['|'] = 7, ['}'] = 6, ['~'] = 7, [0x7f] = 0,
+	/* 0x80-0xFF, obs-text: allowed in field values only */
+#define F16 C_FIELD, C_FIELD, C_FIELD, C_FIELD, C_FIELD, C_FIELD, C_FIELD, C_FIELD, \
+	    C_FIELD, C_FIELD, C_FIELD, C_FIELD, C_FIELD, C_FIELD, C_FIELD, C_FIELD
+	F16, F16, F16, F16, F16, F16, F16, F16,
+#undef F16
+};
+
+static inline bool is(unsigned char c, uint8_t mask)
+{
+	return (cls[c] & mask) != 0;
+}
+
+static inline char lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+}
+
+/* Case-insensitive comparison of p[0, n) with the lower-case literal s. */
+static bool eq_ci(const char *p, size_t n, const char *s)
+{
+	size_t i = 0;
+	for (; i < n && s[i]; i++)
+		if (lower(p[i]) != s[i])
+			return false;
+	return i == n && s[i] == '\0';
+}
+
+static struct weft__http_slice slice(const char *buf, const char *p, size_t n)
+{
+	return (struct weft__http_slice){ (uint32_t)(p - buf), (uint32_t)n };
+}
+
+/* Decimal without sign, at most 2^63 - 1. */
+static bool parse_u63(const char *p, size_t n, uint64_t *out)
+{
+	if (n == 0 || n > 19)
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!is((unsigned char)p[i], C_DIGIT))
+			return false;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	if (v > (uint64_t)INT64_MAX)
+		return false;
+	*out = v;
+	return true;
+}
+
+void weft__http_request_init(struct weft__http_request *r, const struct weft__http_limits *limits)
+{
+	memset(r, 0, offsetof(struct weft__http_request, headers));
+	r->max_head_ = WEFT_HTTP_MAX_HEAD_DEFAULT;
+	r->max_headers_ = WEFT_HTTP_MAX_HEADERS;
+	if (limits && limits->max_head)
+		r->max_head_ = limits->max_head < (1u << 20) ? limits->max_head : (1u << 20);
+	if (limits && limits->max_headers && limits->max_headers < WEFT_HTTP_MAX_HEADERS)
+		r->max_headers_ = limits->max_headers;
+	r->content_length = -1;
+	r->result_ = WEFT_HTTP_INCOMPLETE;
+}
+
+static int classify_method(const char *m, size_t n)
+{
+	static const char *const others[] = { "POST", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT" };
+	if (n == 3 && !memcmp(m, "GET", 3))
+		return WEFT_HTTP_GET;
+	if (n == 4 && !memcmp(m, "HEAD", 4))
+		return WEFT_HTTP_HEAD;
+	if (n == 3 && !memcmp(m, "PUT", 3))
+		return WEFT_HTTP_PUT;
+	for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+		if (strlen(others[i]) == n && !memcmp(m, others[i], n))
+			return WEFT_HTTP_METHOD_KNOWN_OTHER;
+	return WEFT_HTTP_METHOD_UNKNOWN;
+}
+
+/* origin-form "/path?query", or absolute-form "http://authority/path?query" (RFC 9112
+ * 3.2.2: a server must accept it) reduced to its path. A fragment is not part of a
+ * request target. */
+static int parse_target(struct weft__http_request *r, const char *buf, const char *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!is((unsigned char)t[i], C_VCHAR) || t[i] == '#')
+			return WEFT_HTTP_BAD_REQUEST;
+	r->target = slice(buf, t, n);
+	const char *p = t, *end = t + n;
+	if (n >= 7 && (eq_ci(t, 7, "http://") || (n >= 8 && eq_ci(t, 8, "https://")))) {
+		p = memchr(t + 7, '/', n - 7);
+		if (!p)
+			p = end;   /* "http://host" asks for "/"; the path slice is then empty */
+	} else if (n == 0 || t[0] != '/') {
+		/* asterisk-form and authority-form belong to OPTIONS and CONNECT (405 anyway) */
+		if (r->method == WEFT_HTTP_METHOD_KNOWN_OTHER)
+			return WEFT_HTTP_OK;
+		return WEFT_HTTP_BAD_REQUEST;
+	}
+	const char *q = memchr(p, '?', (size_t)(end - p));
+	r->path = slice(buf, p, (size_t)((q ? q : end) - p));
+	if (q)
+		r->query = slice(buf, q + 1, (size_t)(end - q - 1));
+	return WEFT_HTTP_OK;
+}
+
+/* request-line = method SP request-target SP HTTP-version, single spaces (RFC 9112 3). */
+static int parse_request_line(struct weft__http_request *r, const char *buf, const char *p, size_t n)
+{
+	const char *end = p + n;
+	const char *sp1 = memchr(p, ' ', n);
+	if (!sp1 || sp1 == p)
+		return WEFT_HTTP_BAD_REQUEST;
+	for (const char *c = p; c < sp1; c++)
+		if (!is((unsigned char)*c, C_TCHAR))
+			return WEFT_HTTP_BAD_REQUEST;
+	r->method_s = slice(buf, p, (size_t)(sp1 - p));
+	r->method = (uint8_t)classify_method(p, (size_t)(sp1 - p));
+	const char *t = sp1 + 1;
+	const char *sp2 = memchr(t, ' ', (size_t)(end - t));
+	if (!sp2 || sp2 == t)
+		return WEFT_HTTP_BAD_REQUEST;
+	const char *v = sp2 + 1;
+	size_t vn = (size_t)(end - v);
+	/* HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive */
+	if (vn != 8 || memcmp(v, "HTTP/", 5) || !is((unsigned char)v[5], C_DIGIT) || v[6] != '.' ||
+	    !is((unsigned char)v[7], C_DIGIT))
+		return WEFT_HTTP_BAD_REQUEST;
+	if (v[5] != '1')
+		return v[5] >= '2' ? WEFT_HTTP_VERSION_NOT_SUPPORTED : WEFT_HTTP_BAD_REQUEST;
+	/* RFC 9110 6.2: a 1.x message with a higher minor is handled as the highest 1.x we
+	 * speak. */
+	r->version_minor = v[7] == '0' ? 0 : 1;
+	return parse_target(r, buf, t, (size_t)(sp2 - t));
+}
+
+/* Connection: a comma-separated token list. close wins over keep-alive. */
+static void parse_connection(struct weft__http_request *r, const char *v, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t s = i;
+		while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+			i++;
+		if (eq_ci(v + s, i - s, "close"))
+			r->conn_close_ = 1;
+		else if (eq_ci(v + s, i - s, "keep-alive"))
+			r->conn_ka_ = 1;
+	}
+}
+
+/* Range: bytes=a-b | bytes=a- | bytes=-n (RFC 9110 14.1.2). Anything else is ignored. */
+static void parse_range(struct weft__http_range *rg, const char *v, size_t n)
+{
+	rg->kind = WEFT_HTTP_RANGE_IGNORED;
+	rg->first = rg->last = 0;
+	if (n < 6 || !eq_ci(v, 6, "bytes="))
+		return;
+	v += 6;
+	n -= 6;
+	const char *dash = memchr(v, '-', n);
+	if (!dash || memchr(v, ',', n))
+		return;
+	size_t a = (size_t)(dash - v), b = n - a - 1;
+	uint64_t first = 0, last = 0;
+	if (a == 0) {
+		if (!parse_u63(dash + 1, b, &last))
+			return;
+		rg->kind = WEFT_HTTP_RANGE_SUFFIX;
+	} else if (b == 0) {
+		if (!parse_u63(v, a, &first))
+			return;
+		rg->kind = WEFT_HTTP_RANGE_FROM;
+	} else {
+		if (!parse_u63(v, a, &first) || !parse_u63(dash + 1, b, &last) || last < first)
+			return;
+		rg->kind = WEFT_HTTP_RANGE_FROM_TO;
+	}
+	rg->first = first;
+	rg->last = last;
+}
+
+/* The headers whose meaning the parser needs; every header is also kept in headers[]. */
+static int note_header(struct weft__http_request *r, const char *n, size_t nn, const char *v, size_t vn,
+                       const char *buf)
+{
+	switch (lower(n[0])) {
+	case 'c':
+		if (eq_ci(n, nn, "content-length")) {
+			uint64_t cl;
+			if (!parse_u63(v, vn, &cl))
+				return WEFT_HTTP_BAD_REQUEST;
+			/* Two different lengths make the framing ambiguous (RFC 9112 6.3). */
+			if (r->content_length >= 0 && (uint64_t)r->content_length != cl)
+				return WEFT_HTTP_BAD_REQUEST;
+			r->content_length = (int64_t)cl;
+		} else if (eq_ci(n, nn, "connection")) {
+			parse_connection(r, v, vn);
+		}
+		break;
+	case 'h':
+		if (eq_ci(n, nn, "host")) {
+			r->host = slice(buf, v, vn);
+			if (r->hosts_ < 2)
+				r->hosts_++;
+		}
+		break;
+	case 'r':
+		if (eq_ci(n, nn, "range")) {
+			if (r->range.kind != WEFT_HTTP_RANGE_NONE)
+				r->range.kind = WEFT_HTTP_RANGE_IGNORED;   /* repeated: ignore both */
+			else
+				parse_range(&r->range, v, vn);
+		}
+		break;
+	case 't':
+		if (eq_ci(n, nn, "transfer-encoding"))
+			r->te_ = 1;
+		break;
+	case 'e':
+		if (eq_ci(n, nn, "expect")) {
+			if (eq_ci(v, vn, "100-continue"))
+				r->expect_continue = true;
+			else
+				r->expect_bad_ = 1;
+		}
+		break;
+	default:
+		break;
+	}
+	return WEFT_HTTP_OK;
+}
+
+/* field-line = field-name ":" OWS field-value OWS (RFC 9112 5). No whitespace before the
+ * colon (5.1: must be rejected) and no obs-fold (5.2: may be rejected). */
+static int parse_header_line(struct weft__http_request *r, const char *buf, const char *p, size_t n)
+{
+	if (r->nheaders >= r->max_headers_)
+		return WEFT_HTTP_HEADERS_TOO_LARGE;
+	const char *colon = memchr(p, ':', n);
+	if (!colon || colon == p)
+		return WEFT_HTTP_BAD_REQUEST;
+	for (const char *c = p; c < colon; c++)
+		if (!is((unsigned char)*c, C_TCHAR))
+			return WEFT_HTTP_BAD_REQUEST;
+	const char *v = colon + 1, *end = p + n;
+	for (const char *c = v; c < end; c++)
+		if (!is((unsigned char)*c, C_FIELD | C_VCHAR))
+			return WEFT_HTTP_BAD_REQUEST;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	struct weft__http_header *h = &r->headers[r->nheaders++];
+	h->name = slice(buf, p, (size_t)(colon - p));
+	h->value = slice(buf, v, (size_t)(end - v));
+	return note_header(r, p, (size_t)(colon - p), v, (size_t)(end - v), buf);
+}
+
+/* The blank line arrived: checks that need the whole head, in the order that picks the
+ * most useful answer. */
+static int finish_head(struct weft__http_request *r)
+{
+	/* RFC 9112 3.2: a 1.1 request without exactly one Host is answered 400. */
+	if (r->hosts_ > 1 || (r->version_minor == 1 && r->hosts_ == 0))
+		return WEFT_HTTP_BAD_REQUEST;
+	if (r->te_) {
+		/* Both framings at once is the request-smuggling shape (RFC 9112 6.1). weft does
+		 * not take chunked uploads; PUT needs a Content-Length. */
+		return r->content_length >= 0 ? WEFT_HTTP_BAD_REQUEST : WEFT_HTTP_NOT_IMPLEMENTED;
+	}
+	r->keep_alive = !r->conn_close_ && (r->version_minor == 1 || r->conn_ka_);
+	if (r->method == WEFT_HTTP_METHOD_KNOWN_OTHER)
+		return WEFT_HTTP_METHOD_NOT_ALLOWED;
+	if (r->method == WEFT_HTTP_METHOD_UNKNOWN)
+		return WEFT_HTTP_NOT_IMPLEMENTED;
+	if (r->expect_bad_)
+		return WEFT_HTTP_EXPECTATION_FAILED;
+	return WEFT_HTTP_OK;
+}
+
+static int stop(struct weft__http_request *r, int result)
+{
+	r->state_ = ST_DONE;
+	r->result_ = (uint8_t)result;
+	return result;
+}
+
+/* Scans from scan_ for line ends and handles each complete line once; everything learnt
+ * from earlier lines lives in r, so a head split anywhere gives the same answer as one in
+ * a single piece. */
+int weft__http_parse(struct weft__http_request *r, const char *buf, size_t len)
+{
+	if (r->state_ == ST_DONE)
+		return r->result_;
+	size_t limit = len < r->max_head_ ? len : r->max_head_;
+	while (r->scan_ < limit) {
+		const char *lf = memchr(buf + r->scan_, '\n', limit - r->scan_);
+		if (!lf) {
+			r->scan_ = (uint32_t)limit;
+			break;
+		}
+		size_t eol = (size_t)(lf - buf);
+		size_t end = eol > r->line_ && buf[eol - 1] == '\r' ? eol - 1 : eol;
+		const char *p = buf + r->line_;
+		size_t n = end - r->line_;
+		r->scan_ = (uint32_t)(eol + 1);
+		r->line_ = r->scan_;
+		int res;
+		if (r->state_ == ST_START) {
+			/* RFC 9112 2.2: ignore empty lines before the request line. */
+			if (n == 0)
+				continue;
+			res = parse_request_line(r, buf, p, n);
+			r->state_ = ST_HEADERS;
+		} else if (n == 0) {
+			r->head_len = (uint32_t)(eol + 1);
+			return stop(r, finish_head(r));
+		} else if (p[0] == ' ' || p[0] == '\t') {
+			res = WEFT_HTTP_BAD_REQUEST;   /* obs-fold */
+		} else {
+			res = parse_header_line(r, buf, p, n);
+		}
+		if (res != WEFT_HTTP_OK)
+			return stop(r, res);
+	}
+	if (len >= r->max_head_)
+		return stop(r, r->state_ == ST_START ? WEFT_HTTP_URI_TOO_LONG : WEFT_HTTP_HEADERS_TOO_LARGE);
+	return WEFT_HTTP_INCOMPLETE;
+}
+
+int weft__http_result_status(int result)
+{
+	switch (result) {
+	case WEFT_HTTP_OK: return 200;
+	case WEFT_HTTP_BAD_REQUEST: return 400;
+	case WEFT_HTTP_URI_TOO_LONG: return 414;
+	case WEFT_HTTP_HEADERS_TOO_LARGE: return 431;
+	case WEFT_HTTP_METHOD_NOT_ALLOWED: return 405;
+	case WEFT_HTTP_NOT_IMPLEMENTED: return 501;
+	case WEFT_HTTP_VERSION_NOT_SUPPORTED: return 505;
+	case WEFT_HTTP_EXPECTATION_FAILED: return 417;
+	default: return 0;
+	}
+}
+
+const char *weft__http_header_get(const struct weft__http_request *r, const char *buf, const char *name,
+                                  size_t *len)
+{
+	size_t nn = strlen(name);
+	for (uint32_t i = 0; i < r->nheaders; i++) {
+		const struct weft__http_header *h = &r->headers[i];
+		if (h->name.len != nn)
+			continue;
+		const char *hn = buf + h->name.off;
+		size_t k = 0;
+		while (k < nn && lower(hn[k]) == lower(name[k]))
+			k++;
+		if (k == nn) {
+			*len = h->value.len;
+			return buf + h->value.off;
+		}
+	}
+	return NULL;
+}
+
+int weft__http_range_resolve(const struct weft__http_range *rg, uint64_t size, uint64_t *first,
+                             uint64_t *last)
+{
+	*first = 0;
+	*last = size ? size - 1 : 0;
+	switch (rg->kind) {
+	case WEFT_HTTP_RANGE_FROM_TO:
+	case WEFT_HTTP_RANGE_FROM:
+		if (rg->first >= size)
+			return -ERANGE;
+		*first = rg->first;
+		if (rg->kind == WEFT_HTTP_RANGE_FROM_TO && rg->last < size - 1)
+			*last = rg->last;
+		return 1;
+	case WEFT_HTTP_RANGE_SUFFIX:
+		if (rg->last == 0 || size == 0)
+			return -ERANGE;
+		*first = rg->last >= size ? 0 : size - rg->last;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = lower(c);
+	return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* Ends the segment out[seg, *o) that a '/' (or the end) closes. Dot segments are judged
+ * after decoding, so "%2e%2e" is the same ".." as "..". */
+static int close_segment(char *out, size_t seg, size_t *o)
+{
+	size_t n = *o - seg;
+	if (n == 1 && out[seg] == '.')
+		*o = seg;                           /* "/./" -> "/" */
+	else if (n == 2 && out[seg] == '.' && out[seg + 1] == '.')
+		return -EACCES;
+	return 0;
+}
+
+int weft__http_path_decode(const char *path, size_t len, char *out, size_t cap)
+{
+	if (cap < 2)
+		return -ENAMETOOLONG;
+	if (len > 0 && path[0] != '/')
+		return -EINVAL;
+	out[0] = '/';
+	size_t o = 1, seg = 1;
+	for (size_t i = 1; i < len; i++) {
+		unsigned char c = (unsigned char)path[i];
+		if (c == '/') {
+			int rc = close_segment(out, seg, &o);
+			if (rc < 0)
+				return rc;
+			if (o == seg)
+				continue;                   /* empty or "." segment: no new '/' */
+			c = '/';
+		} else if (c == '%') {
+			int hi = i + 2 < len ? hexval(path[i + 1]) : -1;
+			int lo = hi >= 0 ? hexval(path[i + 2]) : -1;
+			if (lo < 0)
+				return -EINVAL;
+			c = (unsigned char)(hi << 4 | lo);
+			i += 2;
+			/* An encoded separator would let a name hide a path step from the
+			 * segment checks above. */
+			if (c == '/' || c == '\\')
+				return -EACCES;
+			if (c == 0)
+				return -EINVAL;
+		}
+		if (c == '\\')
+			return -EACCES;
+		if (c < 0x20 || c == 0x7f)
+			return -EINVAL;                 /* control bytes have no place in a name */
+		if (o + 1 >= cap)
+			return -ENAMETOOLONG;
+		out[o++] = (char)c;
+		if (c == '/')
+			seg = o;
+	}
+	int rc = close_segment(out, seg, &o);
+	if (rc < 0)
+		return rc;
+	out[o] = '\0';
+	return (int)o;
+}
+
+const char *weft__http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 416: return "Range Not Satisfiable";
+	case 417: return "Expectation Failed";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+static void put2(char *p, unsigned v)
+{
+	p[0] = (char)('0' + v / 10 % 10);
+	p[1] = (char)('0' + v % 10);
+}
+
+/* Unix seconds to an IMF-fixdate (RFC 9110 5.6.7). The civil date comes from the day
+ * count by the era arithmetic of proleptic Gregorian calendars, so no gmtime_r, no
+ * time zone and no locale are involved. */
+int weft__http_format_date(char *out, size_t cap, int64_t t)
+{
+	static const char wd[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char mo[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	if (cap < 30)
+		return -ENOSPC;
+	/* year 0 .. 9999 */
+	if (t < -62167219200ll || t > 253402300799ll)
+		return -EINVAL;
+	int64_t days = t / 86400, secs = t % 86400;
+	if (secs < 0) {
+		secs += 86400;
+		days--;
+	}
+	int64_t z = days + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153;
+	unsigned d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	unsigned m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	int64_t y = yoe + era * 400 + (m <= 2);
+	unsigned w = (unsigned)(((days + 4) % 7 + 7) % 7);   /* 1970-01-01 was a Thursday */
+	memcpy(out, wd[w], 3);
+	memcpy(out + 3, ", ", 2);
+	put2(out + 5, d);
+	out[7] = ' ';
+	memcpy(out + 8, mo[m - 1], 3);
+	out[11] = ' ';
+	put2(out + 12, (unsigned)(y / 100));
+	put2(out + 14, (unsigned)(y % 100));
+	out[16] = ' ';
+	put2(out + 17, (unsigned)(secs / 3600));
+	out[19] = ':';
+	put2(out + 20, (unsigned)(secs / 60 % 60));
+	out[22] = ':';
+	put2(out + 23, (unsigned)(secs % 60));
+	memcpy(out + 25, " GMT", 5);   /* with the NUL */
+	return 29;
+}
+
+/* Appending to a bounded buffer; the first overflow sticks in b->ok. */
+struct out {
+	char *p;
+	size_t len, cap;
+	bool ok;
+};
+
+static void put(struct out *b, const char *s, size_t n)
+{
+	if (!b->ok || n > b->cap - b->len) {
+		b->ok = false;
+		return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void puts_(struct out *b, const char *s)
+{
+	put(b, s, strlen(s));
+}
+
+static void putu(struct out *b, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	put(b, tmp + sizeof tmp - n, n);
+}
+
+static void put_date(struct out *b, const char *name, int64_t t)
+{
+	char d[30];
+	if (weft__http_format_date(d, sizeof d, t) < 0)
+		return;   /* out of range: the header is left out rather than lie */
+	puts_(b, name);
+	put(b, d, 29);
+	put(b, "\r\n", 2);
+}
+
+int weft__http_format_response(char *out, size_t cap, const struct weft__http_response *r)
+{
+	if (r->status < 100 || r->status > 599)
+		return -EINVAL;
+	struct out b = { out, 0, cap, true };
+	puts_(&b, "HTTP/1.1 ");
+	putu(&b, (uint64_t)r->status);
+	put(&b, " ", 1);
+	puts_(&b, weft__http_reason(r->status));
+	put(&b, "\r\n", 2);
+	if (r->date >= 0)
+		put_date(&b, "Date: ", r->date);
+	puts_(&b, "Server: weft\r\n");
+	if (r->last_modified >= 0)
+		put_date(&b, "Last-Modified: ", r->last_modified);
+	if (r->content_type) {
+		puts_(&b, "Content-Type: ");
+		puts_(&b, r->content_type);
+		put(&b, "\r\n", 2);
+	}
+	if (r->content_length >= 0) {
+		puts_(&b, "Content-Length: ");
+		putu(&b, (uint64_t)r->content_length);
+		put(&b, "\r\n", 2);
+	}
+	if (r->content_range || r->range_unsatisfied) {
+		puts_(&b, "Content-Range: bytes ");
+		if (r->range_unsatisfied) {
+			put(&b, "*", 1);
+		} else {
+			putu(&b, r->range_first);
+			put(&b, "-", 1);
+			putu(&b, r->range_last);
+		}
+		put(&b, "/", 1);
+		putu(&b, r->range_total);
+		put(&b, "\r\n", 2);
+	}
+	if (r->accept_ranges)
+		puts_(&b, "Accept-Ranges: bytes\r\n");
+	if (r->allow)
+		puts_(&b, "Allow: GET, HEAD, PUT\r\n");
+	if (!r->keep_alive)
+		puts_(&b, "Connection: close\r\n");
+	else if (r->http10_client)
+		puts_(&b, "Connection: keep-alive\r\n");
+	put(&b, "\r\n", 2);
+	return b.ok ? (int)b.len : -ENOSPC;
+}

@@ -1,0 +1,188 @@
+/* http_parse.h - weft-server's HTTP/1.1 request-head parser and response-head formatter.
+ *
+ * Private to net/ (never installed). Pure functions over caller-owned bytes: no
+ * allocation, no I/O, no global state, so each connection owns one
+ * struct weft__http_request and threads never share one.
+ *
+ * Parsing is incremental and zero-copy. The caller keeps the bytes of the request that
+ * have arrived so far in one buffer (starting at the first byte of the request) and calls
+ * weft__http_parse() after each arrival with the whole buffer; the parser remembers how
+ * far it has looked, so no byte is examined twice however the request is split. Results
+ * are slices (offset, length) into that buffer, valid while the caller keeps the bytes,
+ * and still valid if the caller moves the buffer (they are offsets, not pointers).
+ *
+ * Pipelining: once a head is complete, head_len says how many bytes it took; the body
+ * (content_length bytes, if any) follows, and the next request starts after it. */
+#ifndef WEFT_NET_HTTP_PARSE_H
+#define WEFT_NET_HTTP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* Limits. The whole head (request line, headers, blank line) must fit in max_head bytes;
+ * a request line that does not end within it is 414, headers that do not are 431, and so
+ * is a head with more than max_headers header lines. */
+#define WEFT_HTTP_MAX_HEAD_DEFAULT 8192u
+#define WEFT_HTTP_MAX_HEADERS 64u          /* also the default */
+
+struct weft__http_limits {
+	uint32_t max_head;                  /* 0: default; at most 1 MiB */
+	uint32_t max_headers;               /* 0: default; at most WEFT_HTTP_MAX_HEADERS */
+};
+
+/* What weft__http_parse() returns. Every error means "answer with the status
+ * weft__http_result_status() gives, then close": after a syntax error the framing of the
+ * stream is unknown. The method errors (405/501) are reported only once the head is
+ * complete, so head_len and content_length are filled in for them. */
+enum weft__http_result {
+	WEFT_HTTP_OK = 0,                   /* head complete; head_len bytes consumed */
+	WEFT_HTTP_INCOMPLETE,               /* need more bytes */
+	WEFT_HTTP_BAD_REQUEST,              /* 400: malformed */
+	WEFT_HTTP_URI_TOO_LONG,             /* 414: request line longer than max_head */
+	WEFT_HTTP_HEADERS_TOO_LARGE,        /* 431: head over max_head or max_headers */
+	WEFT_HTTP_METHOD_NOT_ALLOWED,       /* 405: a standard method weft-server refuses */
+	WEFT_HTTP_NOT_IMPLEMENTED,          /* 501: unknown method, or Transfer-Encoding */
+	WEFT_HTTP_VERSION_NOT_SUPPORTED,    /* 505: HTTP/2 and above spoken as text */
+	WEFT_HTTP_EXPECTATION_FAILED,       /* 417: an Expect other than 100-continue */
+};
+
+enum weft__http_method {
+	WEFT_HTTP_METHOD_NONE = 0,
+	WEFT_HTTP_GET,
+	WEFT_HTTP_HEAD,
+	WEFT_HTTP_PUT,
+	WEFT_HTTP_METHOD_KNOWN_OTHER,       /* POST, DELETE, OPTIONS, PATCH, TRACE, CONNECT */
+	WEFT_HTTP_METHOD_UNKNOWN,           /* a valid token weft does not know */
+};
+
+/* A byte range of the request buffer. */
+struct weft__http_slice {
+	uint32_t off, len;
+};
+
+struct weft__http_header {
+	struct weft__http_slice name, value;   /* value without surrounding whitespace */
+};
+
+/* Range: bytes=FIRST-LAST | bytes=FIRST- | bytes=-SUFFIX. Only a single range is served;
+ * a list of ranges, another unit, a repeated Range header or a malformed one is ignored
+ * (the whole entity is sent with 200), as RFC 9110 14.2 allows. */
+enum weft__http_range_kind {
+	WEFT_HTTP_RANGE_NONE = 0,           /* no Range header */
+	WEFT_HTTP_RANGE_FROM_TO,            /* first-last, first <= last */
+	WEFT_HTTP_RANGE_FROM,               /* first- */
+	WEFT_HTTP_RANGE_SUFFIX,             /* -suffix: the last `last` bytes */
+	WEFT_HTTP_RANGE_IGNORED,            /* present but not served as a range */
+};
+
+struct weft__http_range {
+	uint8_t kind;                       /* enum weft__http_range_kind */
+	uint64_t first, last;               /* SUFFIX keeps its length in last */
+};
+
+struct weft__http_request {
+	/* parser state: private */
+	uint32_t scan_;                     /* bytes examined */
+	uint32_t line_;                     /* start of the line being assembled */
+	uint8_t state_;
+	uint8_t result_;                    /* sticky once terminal */
+	uint8_t hosts_, te_, expect_bad_, conn_close_, conn_ka_;
+	uint32_t max_head_, max_headers_;
+
+	/* results: valid once weft__http_parse() returned WEFT_HTTP_OK (or 405/501) */
+	uint32_t head_len;                  /* bytes of the head, blank line included */
+	uint8_t method;                     /* enum weft__http_method */
+	uint8_t version_minor;              /* 0 or 1 (HTTP/1.x above 1 counts as 1) */
+	bool keep_alive;                    /* after Connection and the version default */
+	bool expect_continue;               /* Expect: 100-continue */
+	int64_t content_length;             /* -1: no Content-Length */
+	struct weft__http_slice method_s;   /* the method token as sent */
+	struct weft__http_slice target;     /* the request target as sent */
+	struct weft__http_slice path;       /* its path part, still percent-encoded; empty
+	                                     * for "http://host" (meaning "/") */
+	struct weft__http_slice query;      /* after '?', without it; len 0 if none */
+	struct weft__http_slice host;
+	struct weft__http_range range;
+	uint32_t nheaders;
+	struct weft__http_header headers[WEFT_HTTP_MAX_HEADERS];
+};
+
+/* Prepares r for a new request (also between pipelined requests). limits may be NULL. */
+WEFT_INTERNAL void weft__http_request_init(struct weft__http_request *r,
+                                           const struct weft__http_limits *limits);
+
+/* Parses as much of the head as buf[0, len) holds. buf must start at the request's first
+ * byte and hold every byte given in earlier calls, unchanged. Returns an enum
+ * weft__http_result; once it returned anything but INCOMPLETE it returns that again. */
+WEFT_INTERNAL int weft__http_parse(struct weft__http_request *r, const char *buf, size_t len);
+
+/* The HTTP status code a parse result maps to (200 for OK, 0 for INCOMPLETE). */
+WEFT_INTERNAL int weft__http_result_status(int result);
+
+/* The value of the first header named `name` (case-insensitive), or NULL; *len receives
+ * its length. */
+WEFT_INTERNAL const char *weft__http_header_get(const struct weft__http_request *r, const char *buf,
+                                                const char *name, size_t *len);
+
+static inline const char *weft__http_str(const char *buf, struct weft__http_slice s)
+{
+	return buf + s.off;
+}
+
+/* Resolves a parsed range against an entity of `size` bytes. Returns
+ *   1        answer 206 with the inclusive byte range *first..*last;
+ *   0        answer 200 with the whole entity (no Range, or an ignored one);
+ *            *first = 0 and *last = size - 1 (both 0 for an empty entity);
+ *   -ERANGE  answer 416: no byte of the entity is in the range (first >= size, a zero
+ *            suffix, or any range of an empty entity). */
+WEFT_INTERNAL int weft__http_range_resolve(const struct weft__http_range *rg, uint64_t size,
+                                           uint64_t *first, uint64_t *last);
+
+/* Percent-decodes the path of a request target and normalizes it into out (cap bytes,
+ * NUL-terminated); an empty path is "/". The result starts with '/', has no empty, "." or ".." segments and no
+ * NUL, so it can be used relative to a root after skipping the leading '/'. Returns its
+ * length, or:
+ *   -EINVAL        malformed: not starting with '/', a bad %-escape, an encoded NUL (400)
+ *   -EACCES        an encoded '/' or '\' (%2F, %5C) or any ".." segment, encoded or not
+ *                  (403): real clients remove dot segments before sending (RFC 3986
+ *                  5.2.4), so a ".." arriving here is a probe, refused even when it would
+ *                  stay beneath the root
+ *   -ENAMETOOLONG  the result does not fit in cap (414)
+ * out may not alias path. */
+WEFT_INTERNAL int weft__http_path_decode(const char *path, size_t len, char *out, size_t cap);
+
+/* A response head. */
+enum weft__http_conn { WEFT_HTTP_CONN_KEEP, WEFT_HTTP_CONN_CLOSE };
+
+struct weft__http_response {
+	int status;                         /* 100..599 */
+	int64_t content_length;             /* -1: omitted */
+	int64_t last_modified;              /* Unix seconds; -1: omitted */
+	int64_t date;                       /* Unix seconds; -1: omitted */
+	const char *content_type;           /* NULL: omitted */
+	bool keep_alive;                    /* false: Connection: close */
+	bool http10_client;                 /* keep-alive with a 1.0 client is said explicitly */
+	bool accept_ranges;                 /* Accept-Ranges: bytes */
+	bool allow;                         /* Allow: GET, HEAD, PUT (for 405) */
+	bool content_range;                 /* Content-Range: bytes first-last/total */
+	bool range_unsatisfied;             /* Content-Range: bytes, a star, /total (416) */
+	uint64_t range_first, range_last, range_total;
+};
+
+/* Formats the status line and headers, blank line included, into out. Returns the length
+ * (no NUL is written past it), or -ENOSPC if cap is too small, or -EINVAL for a status
+ * outside 100..599. */
+WEFT_INTERNAL int weft__http_format_response(char *out, size_t cap, const struct weft__http_response *r);
+
+/* The reason phrase for a status ("Not Found"); "Unknown" for unlisted codes. */
+WEFT_INTERNAL const char *weft__http_reason(int status);
+
+/* Formats t (Unix seconds) as an IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT", into out
+ * (at least 30 bytes; 29 characters and a NUL). Returns 29, or -EINVAL if t is out of the
+ * years 0..9999. */
+WEFT_INTERNAL int weft__http_format_date(char *out, size_t cap, int64_t t);
+
+#endif
