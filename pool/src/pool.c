@@ -1,0 +1,586 @@
+/* pool.c - the thread pool: workers on the completion port, the manager thread
+ * (timers, thread injection, starvation reports), retirement and destroy.
+ *
+ * Workers loop on weft_port_get. Counting who runs is the port's job (its concurrency
+ * limit and its blocking hook); the pool adds threads when the port cannot release one:
+ *
+ *  - A worker's own hook (chained in front of the port's, see chain_hook) marks it
+ *    BLOCKED while it sleeps in a weft primitive inside a callback, counts it in
+ *    p->blocked and kicks the manager.
+ *  - The manager scans the workers: work queued, no idle worker and fewer than
+ *    `concurrency` running (not blocked) means the port would release a thread if it had
+ *    one, so it creates one (up to max_threads). At max_threads with nothing able to run
+ *    it counts a starvation episode and, with WEFT_POOL_LOG set, logs one line.
+ *  - A submit kicks the manager only when every worker is blocked (two plain loads on
+ *    the hot path), the one case no kick from a hook covers.
+ *  - While anything is blocked or queued the manager re-checks every 10 ms; an idle pool's
+ *    manager sleeps without a deadline (or until the next timer).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "futex.h"
+#include "pool_internal.h"
+
+#define WEFT__TP_CHECK_NS (10ull * 1000000ull)
+#define WEFT__TP_DEFAULT_IDLE_MS 10000u
+
+static __thread struct weft__tp_worker *tls_worker;
+
+uint64_t weft__tp_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct weft__tp_worker *weft__tp_self(void)
+{
+	return tls_worker;
+}
+
+bool weft_pool_is_worker(weft_pool **pool)
+{
+	struct weft__tp_worker *w = tls_worker;
+	if (pool)
+		*pool = w ? w->pool : NULL;
+	return w != NULL;
+}
+
+void weft__tp_kick(weft_pool *p)
+{
+	/* release: orders what the kicker changed before the manager's acquire of mgr_seq. */
+	weft__fadd_rel(&p->mgr_seq, 1u);
+	weft__futex_wake(&p->mgr_seq, 1);
+}
+
+int weft__tp_futex_wait(uint32_t *word, uint32_t val, const struct timespec *deadline)
+{
+	weft__block_begin();
+	int r = weft__futex_wait(word, val, deadline);
+	weft__block_end();
+	return r;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The blocking hook on workers.
+ * ------------------------------------------------------------------------------------- */
+
+static void tp_block_begin(void *ctx);
+static void tp_block_end(void *ctx);
+static const struct weft__block_hook tp_hook = {tp_block_begin, tp_block_end};
+
+static void tp_block_begin(void *ctx)
+{
+	struct weft__tp_worker *w = ctx;
+	if (w->inner.hook && !w->long_paused)
+		w->inner.hook->begin(w->inner.ctx);
+	if (w->block_depth++ == 0 && weft__load_rlx(&w->state) == WEFT__TP_BUSY) {
+		weft_pool *p = w->pool;
+		weft__store_rlx(&w->state, (uint32_t)WEFT__TP_BLOCKED);
+		weft__fadd_acqrel(&p->blocked, 1u);
+		/* Rate limit: one kick until the manager has looked. A futex wake never blocks. */
+		if (weft__xchg_acqrel(&p->mgr_kicked, 1u) == 0)
+			weft__tp_kick(p);
+	}
+}
+
+static void tp_block_end(void *ctx)
+{
+	struct weft__tp_worker *w = ctx;
+	if (--w->block_depth == 0 && weft__load_rlx(&w->state) == WEFT__TP_BLOCKED) {
+		weft__store_rlx(&w->state, (uint32_t)WEFT__TP_BUSY);
+		weft__fsub_rel(&w->pool->blocked, 1u);
+	}
+	if (w->inner.hook && !w->long_paused)
+		w->inner.hook->end(w->inner.ctx);
+}
+
+/* The port installs its own hook on the threads that call weft_port_get (or not, in
+ * which case inner stays empty). Put ours in front of whatever is there after each get,
+ * and forward every call to it, so the port keeps its accounting. */
+static inline void chain_hook(struct weft__tp_worker *w)
+{
+	if (__builtin_expect(weft__tls_block.hook != &tp_hook, 0)) {
+		w->inner = weft__tls_block;
+		weft__block_set_hook(&tp_hook, w);
+	}
+}
+
+/* ---------------------------------------------------------------------------------------
+ * may run long
+ * ------------------------------------------------------------------------------------- */
+
+static bool spawn_locked(weft_pool *p);
+
+static uint32_t count_idle_locked(weft_pool *p)
+{
+	uint32_t idle = 0;
+	for (struct weft__tp_worker *x = p->workers; x; x = x->next)
+		idle += weft__load_rlx(&x->state) == WEFT__TP_IDLE;
+	return idle;
+}
+
+static void log_starvation(weft_pool *p, const char *why)
+{
+	if (getenv("WEFT_POOL_LOG"))
+		fprintf(stderr, "weft: pool %s: starving (%s): work queued, %u threads all blocked, max_threads %u\n",
+			p->name, why, weft__load_rlx(&p->threads), p->max_threads);
+}
+
+bool weft_callback_may_run_long(void)
+{
+	struct weft__tp_worker *w = tls_worker;
+	if (!w)
+		return false;
+	uint32_t st = weft__load_rlx(&w->state);
+	if (st == WEFT__TP_LONG)
+		return true;
+	if (st != WEFT__TP_BUSY)
+		return false;
+	weft_pool *p = w->pool;
+	weft__store_rlx(&w->state, (uint32_t)WEFT__TP_LONG);
+	weft__fadd_acqrel(&p->blocked, 1u);
+	/* The port stops counting this thread, so it may release another one. */
+	if (w->inner.hook) {
+		w->inner.hook->begin(w->inner.ctx);
+		w->long_paused = true;
+	}
+	bool ok = true;
+	pthread_mutex_lock(&p->lock);
+	if (count_idle_locked(p) == 0) {
+		if (!spawn_locked(p)) {
+			ok = false;
+			weft__fadd_rlx(&p->starvations, 1u); /* relaxed: a statistic */
+			log_starvation(p, "may-run-long");
+		} else {
+			weft__fadd_rlx(&p->injected, 1u);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+static void callback_done(struct weft__tp_worker *w)
+{
+	if (w->long_paused) {
+		w->long_paused = false;
+		w->inner.hook->end(w->inner.ctx);
+	}
+	if (weft__load_rlx(&w->state) == WEFT__TP_LONG)
+		weft__fsub_rel(&w->pool->blocked, 1u);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Workers
+ * ------------------------------------------------------------------------------------- */
+
+void weft__tp_post_obj(weft_pool *p, struct weft__tp_obj *o)
+{
+	uint64_t old = weft__fadd_acqrel(&p->submitted, 4u);
+	if (old & 2u)
+		weft__die("thread pool %s: work submitted after weft_pool_destroy finished its callbacks", p->name);
+	int r = weft_port_post(p->port, 0, WEFT__TP_KEY_OBJ, &o->ov);
+	if (r < 0)
+		weft__die("thread pool %s: weft_port_post failed (%d)", p->name, r);
+}
+
+static void dispatch(struct weft__tp_worker *w, uintptr_t key, weft_overlapped *ov)
+{
+	weft__store_rlx(&w->state, (uint32_t)WEFT__TP_BUSY);
+	/* relaxed: only the owner writes taken; readers sum it as a hint (manager). */
+	weft__store_rlx(&w->taken, w->taken + 1);
+	if (key == WEFT__TP_KEY_ITEM) {
+		struct weft__tp_item *it = (struct weft__tp_item *)(void *)ov;
+		void (*fn)(void *) = it->fn;
+		void *arg = it->arg;
+		weft__tp_item_free(it);
+		fn(arg);
+	} else if (key == WEFT__TP_KEY_OBJ) {
+		weft__tp_obj_packet(weft_container_of(ov, struct weft__tp_obj, ov));
+	}
+	callback_done(w);
+	/* release: the callback's effects happen before destroy's acquire sum sees it. */
+	weft__store_rel(&w->completed, w->completed + 1);
+}
+
+static bool try_retire(struct weft__tp_worker *w)
+{
+	weft_pool *p = w->pool;
+	bool gone = false;
+	pthread_mutex_lock(&p->lock);
+	if (!(weft__load_acq(&p->submitted) & 1u) && p->threads > p->min_threads) {
+		struct weft__tp_worker **pp = &p->workers;
+		while (*pp != w)
+			pp = &(*pp)->next;
+		*pp = w->next;
+		w->next = p->zombies;
+		p->zombies = w;
+		weft__store_rlx(&p->threads, p->threads - 1);
+		p->retired_taken += w->taken;
+		p->retired_completed += w->completed;
+		weft__fadd_rlx(&p->retired, 1u);
+		gone = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (gone)
+		weft__tp_kick(p); /* the manager joins us */
+	return gone;
+}
+
+static void *worker_main(void *v)
+{
+	struct weft__tp_worker *w = v;
+	weft_pool *p = w->pool;
+	char name[16];
+	snprintf(name, sizeof name, "%s-%u", p->name, w->index);
+	pthread_setname_np(pthread_self(), name);
+	tls_worker = w;
+	for (;;) {
+		weft__store_rlx(&w->state, (uint32_t)WEFT__TP_IDLE);
+		/* relaxed: a stale view only picks the other timeout once. */
+		uint32_t timeout = weft__load_rlx(&p->threads) > weft__load_rlx(&p->min_threads)
+					   ? weft__load_rlx(&p->idle_timeout_ms)
+					   : WEFT_INFINITE;
+		uint32_t bytes;
+		uintptr_t key;
+		weft_overlapped *ov;
+		int r = weft_port_get(p->port, &bytes, &key, &ov, timeout);
+		if (r == 0) {
+			if (key == WEFT__TP_KEY_EXIT)
+				break;
+			chain_hook(w);
+			dispatch(w, key, ov);
+		} else if (r == -ETIMEDOUT) {
+			if (try_retire(w))
+				break;
+		} else {
+			break;
+		}
+	}
+	weft__block_set_hook(w->inner.hook, w->inner.ctx);
+	tls_worker = NULL;
+	return NULL;
+}
+
+/* Creates one worker; pool lock held. false at max_threads, when final, or on failure. */
+static bool spawn_locked(weft_pool *p)
+{
+	if (p->threads >= p->max_threads || (weft__load_acq(&p->submitted) & 2u))
+		return false;
+	struct weft__tp_worker *w = calloc(1, sizeof *w);
+	if (!w)
+		return false;
+	w->pool = p;
+	w->index = p->next_index++;
+	w->state = WEFT__TP_BUSY; /* not idle until it reaches the port */
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 1u << 20);
+	int r = pthread_create(&w->thread, &attr, worker_main, w);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		free(w);
+		return false;
+	}
+	w->next = p->workers;
+	p->workers = w;
+	weft__store_rlx(&p->threads, p->threads + 1);
+	return true;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The manager
+ * ------------------------------------------------------------------------------------- */
+
+struct scan {
+	uint32_t idle, busy, blocked;
+	uint64_t taken, completed;
+};
+
+static void scan_locked(weft_pool *p, struct scan *s)
+{
+	memset(s, 0, sizeof *s);
+	s->taken = p->retired_taken;
+	s->completed = p->retired_completed;
+	for (struct weft__tp_worker *x = p->workers; x; x = x->next) {
+		uint32_t st = weft__load_rlx(&x->state);
+		s->idle += st == WEFT__TP_IDLE;
+		s->busy += st == WEFT__TP_BUSY;
+		s->blocked += st == WEFT__TP_BLOCKED || st == WEFT__TP_LONG;
+		s->taken += weft__load_rlx(&x->taken);
+		/* acquire: pairs with the release store in dispatch. */
+		s->completed += weft__load_acq(&x->completed);
+	}
+}
+
+/* Injection and starvation; returns when to look again (UINT64_MAX: when kicked). */
+static uint64_t manager_check(weft_pool *p, uint64_t now)
+{
+	struct scan s;
+	uint64_t next = UINT64_MAX;
+	pthread_mutex_lock(&p->lock);
+	scan_locked(p, &s);
+	uint64_t sub = weft__load_acq(&p->submitted) >> 2;
+	uint64_t queued = sub > s.taken ? sub - s.taken : 0;
+	if (queued > 0 && s.idle == 0 && s.busy < p->concurrency) {
+		if (spawn_locked(p)) {
+			weft__fadd_rlx(&p->injected, 1u);
+			p->starving = false;
+			next = now + 1000000ull; /* look again soon: one thread at a time */
+		} else if (s.busy == 0 && !(weft__load_acq(&p->submitted) & 2u)) {
+			if (!p->starving) {
+				p->starving = true;
+				weft__fadd_rlx(&p->starvations, 1u);
+				log_starvation(p, "blocked workers");
+			}
+		}
+	} else {
+		p->starving = false;
+	}
+	if (next == UINT64_MAX && (queued > 0 || s.blocked > 0))
+		next = now + WEFT__TP_CHECK_NS;
+	/* Join the retired workers. They left the list and only return from their thread
+	 * function now, so the join is short. */
+	struct weft__tp_worker *z = p->zombies;
+	p->zombies = NULL;
+	pthread_mutex_unlock(&p->lock);
+	while (z) {
+		struct weft__tp_worker *n = z->next;
+		pthread_join(z->thread, NULL);
+		free(z);
+		z = n;
+	}
+	return next;
+}
+
+static void *manager_main(void *v)
+{
+	weft_pool *p = v;
+	char name[16];
+	snprintf(name, sizeof name, "%s-mgr", p->name);
+	pthread_setname_np(pthread_self(), name);
+	for (;;) {
+		/* acquire: pairs with the release add in weft__tp_kick. */
+		uint32_t seq = weft__load_acq(&p->mgr_seq);
+		if (weft__load_acq(&p->mgr_stop))
+			break;
+		weft__store_rel(&p->mgr_kicked, 0u);
+		uint64_t now = weft__tp_now_ns();
+		bool fire = !(weft__load_acq(&p->submitted) & 3u);
+		if (!fire)
+			weft__store_rel(&p->timers_off, 1u); /* pairs with destroy's acquire */
+		uint64_t next = weft__tp_timers_run(p, now, fire);
+		uint64_t chk = manager_check(p, now);
+		if (chk < next)
+			next = chk;
+		struct timespec ts, *dl = NULL;
+		if (next != UINT64_MAX) {
+			ts.tv_sec = (time_t)(next / 1000000000ull);
+			ts.tv_nsec = (long)(next % 1000000000ull);
+			dl = &ts;
+		}
+		weft__futex_wait(&p->mgr_seq, seq, dl);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Public
+ * ------------------------------------------------------------------------------------- */
+
+weft_pool *weft_pool_create(const weft_pool_config *cfg)
+{
+	weft_pool_config c = {0, 0, 0, NULL};
+	if (cfg)
+		c = *cfg;
+	if (c.concurrency == 0)
+		c.concurrency = weft_cpu_count();
+	if (c.min_threads == 0)
+		c.min_threads = 1;
+	if (c.max_threads == 0)
+		c.max_threads = c.concurrency * 4 > 64 ? c.concurrency * 4 : 64;
+	if (c.max_threads < c.min_threads)
+		c.max_threads = c.min_threads;
+	weft_pool *p;
+	if (posix_memalign((void **)&p, WEFT_CACHE_LINE, sizeof *p) != 0)
+		return NULL;
+	memset(p, 0, sizeof *p);
+	snprintf(p->name, sizeof p->name, "%.10s", c.name ? c.name : "weft-pool");
+	p->concurrency = c.concurrency;
+	p->min_threads = c.min_threads;
+	p->max_threads = c.max_threads;
+	p->idle_timeout_ms = WEFT__TP_DEFAULT_IDLE_MS;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->timer_lock, NULL);
+	pthread_mutex_init(&p->group_lock, NULL);
+	p->port = weft_port_create(c.concurrency);
+	if (!p->port)
+		goto fail;
+	if (pthread_create(&p->mgr, NULL, manager_main, p) != 0)
+		goto fail_port;
+	pthread_mutex_lock(&p->lock);
+	bool ok = true;
+	while (ok && p->threads < p->min_threads)
+		ok = spawn_locked(p);
+	pthread_mutex_unlock(&p->lock);
+	if (!ok) {
+		weft_pool_destroy(p);
+		return NULL;
+	}
+	return p;
+fail_port:
+	weft_port_close(p->port);
+fail:
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->timer_lock);
+	pthread_mutex_destroy(&p->group_lock);
+	free(p);
+	return NULL;
+}
+
+int weft_pool_submit(weft_pool *p, void (*fn)(void *arg), void *arg)
+{
+	if (!p || !fn)
+		return -EINVAL;
+	/* acq_rel: the flags read here order against destroy's fetch-or; the count makes
+	 * destroy wait for this packet. */
+	uint64_t old = weft__fadd_acqrel(&p->submitted, 4u);
+	if (__builtin_expect(old & 3u, 0)) {
+		weft__fsub_rel(&p->submitted, 4u);
+		return -ESHUTDOWN;
+	}
+	struct weft__tp_item *it = weft__tp_item_alloc();
+	if (!it) {
+		weft__fsub_rel(&p->submitted, 4u);
+		return -ENOMEM;
+	}
+	it->fn = fn;
+	it->arg = arg;
+	int r = weft_port_post(p->port, 0, WEFT__TP_KEY_ITEM, (weft_overlapped *)(void *)it);
+	if (__builtin_expect(r < 0, 0)) {
+		weft__tp_item_free(it);
+		weft__fsub_rel(&p->submitted, 4u);
+		return r;
+	}
+	/* Every worker blocked: no hook kick will come, so kick the manager here. relaxed:
+	 * a heuristic; the manager's periodic check covers a stale view. */
+	uint32_t b = weft__load_rlx(&p->blocked);
+	if (__builtin_expect(b != 0, 0) && b >= weft__load_rlx(&p->threads) &&
+	    weft__xchg_acqrel(&p->mgr_kicked, 1u) == 0)
+		weft__tp_kick(p);
+	return 0;
+}
+
+static uint64_t completed_sum(weft_pool *p)
+{
+	struct scan s;
+	pthread_mutex_lock(&p->lock);
+	scan_locked(p, &s);
+	pthread_mutex_unlock(&p->lock);
+	return s.completed;
+}
+
+void weft_pool_destroy(weft_pool *p)
+{
+	if (!p)
+		return;
+	weft__for_acqrel(&p->submitted, 1u);
+	weft__tp_kick(p); /* the manager stops firing timers and says so in timers_off */
+	/* Drain: every counted packet (submitted >> 2) must be completed; callbacks may still
+	 * submit work objects meanwhile, which count. Then set bit1 in one CAS from the exact
+	 * drained value, so a late submit either counted before (and we loop) or sees bit1. */
+	for (;;) {
+		uint64_t s = weft__load_acq(&p->submitted);
+		if (weft__load_acq(&p->timers_off) && completed_sum(p) == s >> 2 && weft__cas_acqrel(&p->submitted, &s, s | 2u))
+			break;
+		struct timespec d = {0, 500000};
+		nanosleep(&d, NULL);
+	}
+	pthread_mutex_lock(&p->lock);
+	for (struct weft__tp_worker *x = p->workers; x; x = x->next)
+		weft_port_post(p->port, 0, WEFT__TP_KEY_EXIT, NULL);
+	struct weft__tp_worker *ws = p->workers;
+	p->workers = NULL;
+	pthread_mutex_unlock(&p->lock);
+	while (ws) {
+		struct weft__tp_worker *n = ws->next;
+		pthread_join(ws->thread, NULL);
+		free(ws);
+		ws = n;
+	}
+	weft__store_rel(&p->mgr_stop, 1u);
+	weft__tp_kick(p);
+	pthread_join(p->mgr, NULL);
+	for (struct weft__tp_worker *z = p->zombies, *n; z; z = n) {
+		n = z->next;
+		pthread_join(z->thread, NULL);
+		free(z);
+	}
+	weft_port_close(p->port);
+	weft__tp_timers_fini(p);
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->timer_lock);
+	pthread_mutex_destroy(&p->group_lock);
+	free(p);
+}
+
+int weft_pool_set_min_threads(weft_pool *p, uint32_t n)
+{
+	if (!p || n == 0)
+		return -EINVAL;
+	int r = 0;
+	pthread_mutex_lock(&p->lock);
+	weft__store_rlx(&p->min_threads, n);
+	if (p->max_threads < n)
+		p->max_threads = n;
+	while (p->threads < n)
+		if (!spawn_locked(p)) {
+			r = -ENOMEM;
+			break;
+		}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+void weft_pool_set_max_threads(weft_pool *p, uint32_t n)
+{
+	if (!p || n == 0)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->max_threads = n;
+	if (p->min_threads > n)
+		weft__store_rlx(&p->min_threads, n);
+	pthread_mutex_unlock(&p->lock);
+	weft__tp_kick(p);
+}
+
+void weft_pool_set_idle_timeout(weft_pool *p, uint32_t ms)
+{
+	if (p)
+		weft__store_rlx(&p->idle_timeout_ms, ms);
+}
+
+void weft_pool_get_stats(weft_pool *p, weft_pool_stats *out)
+{
+	struct scan s;
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&p->lock);
+	scan_locked(p, &s);
+	out->threads = p->threads;
+	out->max_threads = p->max_threads;
+	out->min_threads = p->min_threads;
+	pthread_mutex_unlock(&p->lock);
+	uint64_t sub = weft__load_acq(&p->submitted) >> 2;
+	out->idle = s.idle;
+	out->blocked = s.blocked;
+	out->concurrency = p->concurrency;
+	out->queued = sub > s.taken ? sub - s.taken : 0;
+	out->completed = s.completed;
+	out->starvations = weft__load_rlx(&p->starvations);
+	out->injected = weft__load_rlx(&p->injected);
+	out->retired = weft__load_rlx(&p->retired);
+}

@@ -1,0 +1,188 @@
+/* pool_internal.h - what the thread pool's sources share (pool.c, item.c, work.c, timer.c,
+ * pool_wait.c, group.c).
+ *
+ * Packets on the pool's port. A packet's key says what it is:
+ *   WEFT__TP_KEY_ITEM  ov is a struct weft__tp_item (fn, arg) from the item freelist;
+ *   WEFT__TP_KEY_OBJ   ov is the weft_overlapped embedded in a struct weft__tp_obj (work,
+ *                      timer or wait object): one call of the object's callback;
+ *   WEFT__TP_KEY_EXIT  the worker that takes it exits (weft_pool_destroy);
+ *   anything else      an I/O completion; the key is the I/O object.
+ * weft_port_post never touches ov, so an item is posted as a cast pointer and needs no
+ * embedded overlapped.
+ */
+#ifndef WEFT_POOL_INTERNAL_H
+#define WEFT_POOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <weft/pool.h>
+#include <weft/threadpool.h>
+
+#include "atomic.h"
+#include "internal.h"
+
+enum {
+	WEFT__TP_KEY_ITEM = 1,
+	WEFT__TP_KEY_OBJ = 2,
+	WEFT__TP_KEY_EXIT = 3,
+};
+
+/* ---- items (weft_pool_submit), item.c ---- */
+struct weft__tp_item {
+	struct weft__tp_item *next; /* freelist link; free items only */
+	void (*fn)(void *arg);
+	void *arg;
+	void *batch_next; /* depot: the next batch (first item of a batch only) */
+};
+/* Never returns NULL unless out of memory. Allocation-free once the calling thread's
+ * magazine is warm; any thread may free an item any thread allocated. */
+WEFT_INTERNAL struct weft__tp_item *weft__tp_item_alloc(void);
+WEFT_INTERNAL void weft__tp_item_free(struct weft__tp_item *it);
+
+/* ---- worker threads, pool.c ---- */
+enum weft__tp_wstate {
+	WEFT__TP_IDLE = 0,    /* in weft_port_get */
+	WEFT__TP_BUSY = 1,    /* running a callback */
+	WEFT__TP_BLOCKED = 2, /* running a callback, blocked in a weft primitive */
+	WEFT__TP_LONG = 3,    /* running a callback marked may-run-long */
+};
+
+struct weft__tp_worker {
+	weft_pool *pool;
+	pthread_t thread;
+	uint32_t index;
+	/* state: enum weft__tp_wstate, stored by the owner only (relaxed: the manager's scan
+	 * is a heuristic that it repeats; nothing is published through it). */
+	uint32_t state;
+	/* taken: packets dequeued, completed: packets fully handled. Written by the owner
+	 * only (relaxed store of load+1, no RMW); read by the manager and destroy (acquire,
+	 * pairs with the release store after the callback ran). */
+	uint64_t taken, completed;
+	uint32_t block_depth; /* owner only: nesting of the blocking hook */
+	bool long_paused;     /* owner only: the port was told this thread paused (may run long) */
+	/* The hook the port installed on this thread (chained from ours). Owner only. */
+	struct weft__block_tls inner;
+	struct weft__tp_worker *next; /* pool->workers or pool->zombies (pool lock) */
+};
+
+/* ---- objects: work, timer, wait (one header), work.c ---- */
+enum weft__tp_kind { WEFT__TP_WORK = 1, WEFT__TP_TIMER = 2, WEFT__TP_WAITER = 3 };
+
+struct weft__tp_obj {
+	weft_overlapped ov; /* the object's one packet (posted at most once at a time) */
+	uint32_t kind;
+	/* refs: the user's reference, one for the packet while it is posted, one per call
+	 * running. The object is freed when it drops to 0. */
+	uint32_t refs;
+	/* state: bit0 the packet is posted; bits 1.. calls queued and not started (step 2).
+	 * A submit adds 2 and posts the packet if bit0 was clear (setting it in the same
+	 * CAS); the worker taking the packet claims one call and keeps bit0 (reposting) while
+	 * more are queued, else clears bit0 - one word, so a submit can never post the packet
+	 * twice. */
+	uint32_t state;
+	/* outstanding: calls queued or running (the futex word of wait); waiters: threads in
+	 * wait. A finisher dropping outstanding to 0 wakes if waiters != 0; both sides use a
+	 * sequentially consistent fence between their write and their read. */
+	uint32_t outstanding;
+	uint32_t waiters;
+	uint32_t closed; /* 1 once the user closed it (atomic) */
+	weft_pool *pool;
+	void (*fn)(void *arg);
+	void *arg;
+	void (*run)(struct weft__tp_obj *o); /* the kind's call (NULL: fn(arg)) */
+	/* wait (or cancel) then close: what a cleanup group does to a member. */
+	void (*member_close)(struct weft__tp_obj *o, bool cancel_pending);
+	struct weft_cleanup_group *group;    /* group lock */
+	struct weft__tp_obj *gnext, *gprev;
+};
+
+WEFT_INTERNAL void weft__tp_obj_init(struct weft__tp_obj *o, weft_pool *p, uint32_t kind, void (*fn)(void *),
+				     void *arg);
+/* Queues one call; coalesce: only if none is queued. false if coalesced away. */
+WEFT_INTERNAL bool weft__tp_obj_submit(struct weft__tp_obj *o, bool coalesce);
+/* The worker side of a WEFT__TP_KEY_OBJ packet. */
+WEFT_INTERNAL void weft__tp_obj_packet(struct weft__tp_obj *o);
+/* Cancels the calls not yet started; returns how many. */
+WEFT_INTERNAL uint32_t weft__tp_obj_cancel(struct weft__tp_obj *o);
+WEFT_INTERNAL void weft__tp_obj_wait(struct weft__tp_obj *o, bool cancel_pending);
+WEFT_INTERNAL void weft__tp_obj_ref(struct weft__tp_obj *o);
+/* Drops a reference; frees (through the kind's destructor) at 0. */
+WEFT_INTERNAL void weft__tp_obj_unref(struct weft__tp_obj *o);
+WEFT_INTERNAL void weft__tp_obj_close(struct weft__tp_obj *o);
+
+/* ---- the pool, pool.c ---- */
+struct weft__tp_timer_heap {
+	struct weft_pool_timer **a;
+	uint32_t n, cap;
+};
+
+struct weft_pool {
+	/* Read-mostly. */
+	weft_port *port;
+	uint32_t concurrency;
+	char name[12];
+
+	/* submitted: 4 per packet posted (items, object calls, reposts); bit0 closing (no more
+	 * weft_pool_submit), bit1 final (threads are told to exit: nothing may be posted).
+	 * Submitters add 4 and look at the flags in the same RMW, so a submit either counts
+	 * (and destroy waits for it) or sees the flag and backs out. */
+	WEFT_CACHE_ALIGNED uint64_t submitted;
+
+	/* blocked: workers in BLOCKED or LONG state (RMW on those transitions only).
+	 * threads: live workers (pool lock to change; read without it). */
+	WEFT_CACHE_ALIGNED uint32_t blocked;
+	uint32_t threads;
+
+	/* The manager thread: timers, injection, retirement joins. mgr_seq is its futex word;
+	 * a kick adds 1 and wakes it. mgr_asleep: 1 while it sleeps with no deadline, so a
+	 * submit wakes it (a plain load on the hot path otherwise). */
+	WEFT_CACHE_ALIGNED uint32_t mgr_seq;
+	uint32_t mgr_kicked; /* 1 while a kick is pending (rate-limits hook kicks) */
+	uint32_t mgr_stop;
+	uint32_t timers_off; /* 1 once the manager saw closing: it fires no more timers */
+
+	pthread_mutex_t lock; /* workers list, zombies, threads, limits, counters below */
+	struct weft__tp_worker *workers, *zombies;
+	uint32_t min_threads, max_threads, idle_timeout_ms;
+	uint32_t next_index;
+	uint64_t retired_taken, retired_completed; /* folded counters of gone workers */
+	uint64_t starvations, injected, retired;   /* atomics (read by stats without lock) */
+	uint64_t stall_since_ns;                   /* manager only: starvation episode start */
+	bool starving;                             /* manager only */
+	uint64_t last_completed;                   /* manager only */
+	pthread_t mgr;
+
+	pthread_mutex_t timer_lock;
+	struct weft__tp_timer_heap heap;
+
+	pthread_mutex_t group_lock;
+};
+
+WEFT_INTERNAL uint64_t weft__tp_now_ns(void);
+/* Posts one packet of an object; counts it in p->submitted. Aborts on a pool already told
+ * to exit (a bug in the caller). */
+WEFT_INTERNAL void weft__tp_post_obj(weft_pool *p, struct weft__tp_obj *o);
+/* Wakes the manager (timers changed, a worker blocked). */
+WEFT_INTERNAL void weft__tp_kick(weft_pool *p);
+/* The calling thread's worker, or NULL. */
+WEFT_INTERNAL struct weft__tp_worker *weft__tp_self(void);
+/* Blocks the caller on a futex word as a weft primitive does (the blocking hook runs). */
+WEFT_INTERNAL int weft__tp_futex_wait(uint32_t *word, uint32_t val, const struct timespec *deadline);
+
+/* ---- timers, timer.c ---- */
+struct weft_pool_timer {
+	struct weft__tp_obj obj;
+	/* Under p->timer_lock: */
+	uint64_t due_ns, latest_ns; /* next due time; latest allowed firing (due + window) */
+	uint64_t period_ns, window_ns;
+	uint32_t heap_idx; /* UINT32_MAX when not armed */
+	uint64_t fired;    /* atomic: expirations that queued (or merged into) a call */
+};
+/* Fires every due timer; returns the next wake-up (latest_ns of the heap top), or
+ * UINT64_MAX. Manager only. */
+WEFT_INTERNAL uint64_t weft__tp_timers_run(weft_pool *p, uint64_t now, bool fire);
+WEFT_INTERNAL void weft__tp_timers_fini(weft_pool *p);
+
+#endif
