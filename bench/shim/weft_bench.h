@@ -102,7 +102,8 @@ void weft_bench_sync(weft_bench_state *st);
 void weft_bench_context(const char *key, const char *value);
 
 /* Registers the native C++ reference loops used to measure this shim's overhead:
- * shim/native_range_for (for (auto _ : state) {}) and shim/native_batch/<n>. */
+ * shim/native_range_for (for (auto _ : state) with the same one-value body) and
+ * shim/native_batch/<n> (KeepRunningBatch(n) called from C++). */
 void weft_bench_register_native_reference(void);
 
 /* Keep x alive and in a register as far as the optimizer knows (benchmark::DoNotOptimize). */
