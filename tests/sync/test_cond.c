@@ -110,7 +110,7 @@ static void *herd_member(void *arg)
 	if (h->mode == 0) {
 		weft_cs_enter(&h->cs);
 		uint32_t g = h->generation;
-		h->asleep++;
+		__atomic_add_fetch(&h->asleep, 1, __ATOMIC_RELAXED);
 		while (h->generation == g)
 			weft_cond_sleep_cs(&h->c, &h->cs, WEFT_INFINITE);
 		if (!weft_cs_is_owned(&h->cs))
