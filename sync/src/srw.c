@@ -73,13 +73,15 @@ static void reader_sleep(weft_srw *s, uint32_t epoch)
 {
 	weft__block_begin();
 	for (;;) {
-		/* acquire: pairs with the release CAS of the granting writer. */
-		uint32_t h = weft__load_acq(hi(s));
+		uint32_t h = weft__load_rlx(hi(s));
 		if ((h >> 24) != epoch)
 			break;
 		weft__futex_wait(hi(s), h, NULL);
 	}
 	weft__block_end();
+	/* acquire, on the whole word: pairs with the release CAS of the granting writer
+	 * (a load of the same object, so ThreadSanitizer sees the pairing too). */
+	(void)weft__load_acq(word(s));
 }
 
 static void srw_lock_shared_slow(weft_srw *s)
