@@ -179,6 +179,8 @@ WEFT_INTERNAL void weft__thread_destroy(struct weft_handle *h);
 /* The calling thread's object (created lazily for threads weft did not create); a
  * borrowed pointer valid until the thread ends. NULL only when out of memory. */
 WEFT_INTERNAL struct weft_handle *weft__self(void);
+/* How many per-thread blocks exist now (tests prove they are all freed). */
+WEFT_INTERNAL uint32_t weft__thread_blocks_live(void);
 
 /* ---- the service thread (service.c): epoll over timerfds and pidfds ---- */
 /* Calls cb(ctx) on the service thread whenever fd is readable, until cb returns false

@@ -43,6 +43,7 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
  * reachable (leak checkers), and lets weft_tls_free clear a slot everywhere. */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct weft__tblock *reg_head;
+static uint32_t reg_count; /* under reg_lock; read atomically by tests */
 static struct {
 	bool used;
 	void (*dtor)(void *);
@@ -72,7 +73,14 @@ static void block_install(struct weft__tblock *b)
 	if (reg_head)
 		reg_head->prev = b;
 	reg_head = b;
+	weft__store_rlx(&reg_count, reg_count + 1);
 	pthread_mutex_unlock(&reg_lock);
+}
+
+uint32_t weft__thread_blocks_live(void)
+{
+	/* relaxed: a statistic for tests; writers hold reg_lock. */
+	return weft__load_rlx(&reg_count);
 }
 
 static void run_slot_dtors(struct weft__tblock *b)
@@ -119,11 +127,13 @@ static void block_finish(struct weft__tblock *b)
 		reg_head = b->next;
 	if (b->next)
 		b->next->prev = b->prev;
-	pthread_mutex_unlock(&reg_lock);
 	if (tls_block == b)
 		tls_block = NULL;
 	pthread_setspecific(block_key, NULL);
 	free(b);
+	/* the count drops only once the block is freed, so a test that sees it drop knows */
+	weft__store_rlx(&reg_count, reg_count - 1);
+	pthread_mutex_unlock(&reg_lock);
 	weft__unref(t);
 }
 
