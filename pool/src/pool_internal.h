@@ -83,10 +83,12 @@ struct weft__tp_obj {
 	 * twice. */
 	uint32_t state;
 	/* outstanding: calls queued or running (the futex word of wait); waiters: threads in
-	 * wait. A finisher dropping outstanding to 0 wakes if waiters != 0; both sides use a
-	 * sequentially consistent fence between their write and their read. */
-	uint32_t outstanding;
-	uint32_t waiters;
+	 * wait. A finisher dropping outstanding to 0 wakes if waiters != 0. Both sides write
+	 * and then read the other's word with sequentially consistent read-modify-writes (the
+	 * Interlocked family: ThreadSanitizer models those, not fences), so one of them always
+	 * sees the other. */
+	int32_t outstanding;
+	int32_t waiters;
 	uint32_t closed; /* 1 once the user closed it (atomic) */
 	weft_pool *pool;
 	void (*fn)(void *arg);

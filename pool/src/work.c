@@ -42,19 +42,18 @@ static void dec_outstanding(struct weft__tp_obj *o, uint32_t n)
 {
 	if (n == 0)
 		return;
-	/* The caller holds a reference, so o stays alive through the wake below. The fence
-	 * pairs with the one in weft__tp_obj_wait: either the waiter sees 0 or we see it. */
-	if (weft__fsub_acqrel(&o->outstanding, n) == n) {
-		weft__fence_seq();
-		if (weft__load_rlx(&o->waiters))
-			weft__futex_wake(&o->outstanding, INT32_MAX);
-	}
+	/* The caller holds a reference, so o stays alive through the wake below. seq_cst:
+	 * pairs with weft__tp_obj_wait (waiters, then outstanding): either the waiter sees 0
+	 * or we see the waiter. */
+	if (weft_interlocked_exchange_add(&o->outstanding, -(int32_t)n) == (int32_t)n &&
+	    weft_interlocked_or(&o->waiters, 0) != 0)
+		weft__futex_wake((uint32_t *)&o->outstanding, INT32_MAX);
 }
 
 bool weft__tp_obj_submit(struct weft__tp_obj *o, bool coalesce)
 {
 	/* Count the call as outstanding before it can be claimed (and finished). */
-	weft__fadd_acqrel(&o->outstanding, 1u);
+	weft__fadd_acqrel(&o->outstanding, 1);
 	uint32_t s = weft__load_rlx(&o->state);
 	for (;;) {
 		if (coalesce && (s >> 1) != 0) {
@@ -146,12 +145,11 @@ void weft__tp_obj_wait(struct weft__tp_obj *o, bool cancel_pending)
 			}
 		}
 	}
-	weft__fadd_acqrel(&o->waiters, 1u);
-	weft__fence_seq();
-	uint32_t v;
-	while ((v = weft__load_acq(&o->outstanding)) != 0)
-		weft__tp_futex_wait(&o->outstanding, v, NULL);
-	weft__fsub_rel(&o->waiters, 1u);
+	weft_interlocked_increment(&o->waiters); /* seq_cst: see dec_outstanding */
+	int32_t v;
+	while ((v = weft_interlocked_or(&o->outstanding, 0)) != 0)
+		weft__tp_futex_wait((uint32_t *)&o->outstanding, (uint32_t)v, NULL);
+	weft_interlocked_decrement_rel(&o->waiters);
 }
 
 /* ---------------------------------------------------------------------------------------
