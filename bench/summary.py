@@ -321,12 +321,25 @@ class Summary:
             return
         self.line("## Shim overhead (`shim/*`): ns per iteration, empty body")
         self.line()
+        self.line("Wall time, and in brackets thread CPU time (steadier on a busy machine). "
+                  "The contention loops call the shim once per 32 operations.")
+        self.line()
         rows = []
+
+        def pair(impl):
+            return (self.get(fam, impl, 1, "real_ns"), self.get(fam, impl, 1, "cpu_ns"))
+
+        def both(w, c):
+            return f"{fmt(w)} ({fmt(c)})"
+
         for n in ("1", "8", "64"):
-            c, nat = self.get(fam, f"c_batch/{n}", 1, "real_ns"), self.get(fam, f"native_batch/{n}", 1, "real_ns")
-            rows.append([f"batch {n}", fmt(c), fmt(nat), fmt(c - nat if c is not None and nat is not None else None)])
-        rng = self.get(fam, "native_range_for", 1, "real_ns")
-        rows.append(["C++ `for (auto _ : state)`", "–", fmt(rng), "–"])
+            (cw, cc), (nw, nc) = pair(f"c_batch/{n}"), pair(f"native_batch/{n}")
+            if None in (cw, cc, nw, nc):
+                continue
+            rows.append([f"batch {n}", both(cw, cc), both(nw, nc), both(cw - nw, cc - nc)])
+        rw, rc = pair("native_range_for")
+        if rw is not None:
+            rows.append(["C++ `for (auto _ : state)`", "–", both(rw, rc), "–"])
         self.table(["loop", "C via shim", "native C++", "overhead"], rows)
 
     # ---- charts -------------------------------------------------------------------------
