@@ -103,11 +103,13 @@ int weft_timer_set(weft_handle *h, uint64_t due_ms, uint32_t period_ms, void (*a
 	weft__obj_lock(h);
 	struct weft_handle *old = h->u.tmr.apc_thread;
 	int err = 0;
+	/* Re-arming resets the timerfd's expiration count (timerfd_setup); the drain before
+	 * it is belt and braces. Draining after it could eat a "due now" expiry. */
+	drain(h);
 	if (timerfd_settime(h->u.tmr.fd, 0, &its, NULL) != 0) {
 		err = -errno;
 		old = thr; /* keep the previous setting; drop the new reference */
 	} else {
-		drain(h);
 		h->u.tmr.signaled = false;
 		h->u.tmr.apc = apc;
 		h->u.tmr.apc_arg = apc_arg;
@@ -125,7 +127,7 @@ int weft_timer_cancel(weft_handle *h)
 		return -EINVAL;
 	struct itimerspec its = { 0 };
 	weft__obj_lock(h);
-	timerfd_settime(h->u.tmr.fd, 0, &its, NULL);
+	timerfd_settime(h->u.tmr.fd, 0, &its, NULL); /* also resets the count */
 	drain(h);
 	weft__obj_unlock(h);
 	return 0;
