@@ -10,6 +10,7 @@
 
 #include "atomic.h"
 #include "futex.h"
+#include "gate.h"
 #include "internal.h"
 
 struct mcs_node {
@@ -20,9 +21,32 @@ _Static_assert(sizeof(struct mcs_node) <= sizeof(weft_mcs_node), "mcs node fits"
 
 #define SPIN_LIMIT 2000
 
+/* The lock line: _private[0] the tail, then the admission gate (gate.h), then the count
+ * of queued waiters (not the holder), kept only on the contended path. */
+struct mcs_lock {
+	struct mcs_node *tail;
+	struct gate gate;
+	uint32_t queued;
+};
+_Static_assert(sizeof(struct mcs_lock) <= sizeof(weft_mcslock), "mcs lock fits");
+
+static inline struct mcs_lock *lock_of(weft_mcslock *m)
+{
+	return (struct mcs_lock *)(void *)m;
+}
+
 static inline struct mcs_node **tail(weft_mcslock *m)
 {
-	return (struct mcs_node **)&m->_private[0];
+	return &lock_of(m)->tail;
+}
+
+/* The queue (holder + queued waiters) is as long as the gate allows. */
+static bool mcs_full(void *lock)
+{
+	struct mcs_lock *l = lock;
+	/* seq_cst: see gate_wait(). */
+	return __atomic_load_n(&l->tail, __ATOMIC_SEQ_CST) != NULL &&
+	       __atomic_load_n(&l->queued, __ATOMIC_SEQ_CST) + 1 >= gate_limit();
 }
 
 void weft_mcs_init(weft_mcslock *m)
@@ -51,6 +75,12 @@ static void mcs_wait(struct mcs_node *me)
 void weft_mcs_lock(weft_mcslock *m, weft_mcs_node *node)
 {
 	struct mcs_node *me = (struct mcs_node *)node;
+	struct mcs_lock *l = lock_of(m);
+	/* relaxed: a hint to divert to the gate; the queue itself orders everything. */
+	if (__builtin_expect(weft__load_rlx(&l->tail) != NULL, 0))
+		while (mcs_full(l))
+			if (gate_wait(&l->gate, mcs_full, l))
+				break; /* admitted: join even if the queue is long */
 	me->next = NULL;
 	weft__store_rlx(&me->state, 1u);
 	/* acq_rel: release publishes our node's fields to the successor that reads it through
@@ -59,8 +89,10 @@ void weft_mcs_lock(weft_mcslock *m, weft_mcs_node *node)
 	if (__builtin_expect(pred == NULL, 1))
 		return;
 	/* release: pairs with the acquire load of next in weft_mcs_unlock(). */
+	__atomic_fetch_add(&l->queued, 1, __ATOMIC_SEQ_CST);
 	weft__store_rel(&pred->next, me);
 	mcs_wait(me);
+	__atomic_fetch_sub(&l->queued, 1, __ATOMIC_SEQ_CST);
 }
 
 bool weft_mcs_trylock(weft_mcslock *m, weft_mcs_node *node)
@@ -77,12 +109,18 @@ void weft_mcs_unlock(weft_mcslock *m, weft_mcs_node *node)
 {
 	struct mcs_node *me = (struct mcs_node *)node;
 	/* acquire: pairs with the successor's release store of our next. */
+	struct mcs_lock *l = lock_of(m);
+	bool quantum = gate_quantum_over(&l->gate);
 	struct mcs_node *succ = weft__load_acq(&me->next);
 	if (succ == NULL) {
 		struct mcs_node *expected = me;
-		/* release: publishes the critical section to the next locker's exchange. */
-		if (weft__cas_rel(tail(m), &expected, NULL))
+		/* seq_cst (release at least): publishes the critical section to the next
+		 * locker's exchange, and orders the empty queue before the gate's waiters load. */
+		if (__atomic_compare_exchange_n(tail(m), &expected, NULL, false, __ATOMIC_SEQ_CST,
+						__ATOMIC_RELAXED)) {
+			gate_after_handoff(&l->gate, true, quantum);
 			return;
+		}
 		/* A successor swapped the tail but has not linked itself yet; it runs the two
 		 * instructions between soon, unless preempted, so yield after a short spin. */
 		uint32_t rounds = 0;
@@ -97,6 +135,7 @@ void weft_mcs_unlock(weft_mcslock *m, weft_mcs_node *node)
 	 * Lifetime: once state is 0 the successor may return and its node die; a futex
 	 * wake on a dead stack address can at most wake some other futex waiter spuriously,
 	 * and every weft waiter re-checks its condition. */
-	if (weft__xchg_rel(&succ->state, 0u) == 2)
+	if (__atomic_exchange_n(&succ->state, 0u, __ATOMIC_SEQ_CST) == 2)
 		weft__futex_wake(&succ->state, 1);
+	gate_after_handoff(&l->gate, false, quantum);
 }

@@ -12,12 +12,29 @@
 
 #include "atomic.h"
 #include "futex.h"
+#include "gate.h"
 #include "internal.h"
 
 #define NEXT 0
 #define SERVING 1
 #define PARKED 2
+#define GATE 4 /* words 4..6: struct gate */
 #define SPIN_LIMIT 2000
+
+static inline struct gate *gate_of(weft_ticketlock *t)
+{
+	return (struct gate *)(void *)&t->_private[GATE];
+}
+
+/* The queue (holder + ticket holders) is as long as the gate allows. */
+static bool ticket_full(void *lock)
+{
+	weft_ticketlock *t = lock;
+	/* seq_cst: see gate_wait(). */
+	uint32_t n = __atomic_load_n(&t->_private[NEXT], __ATOMIC_SEQ_CST);
+	uint32_t s = __atomic_load_n(&t->_private[SERVING], __ATOMIC_SEQ_CST);
+	return n - s >= gate_limit();
+}
 
 void weft_ticket_init(weft_ticketlock *t)
 {
@@ -50,8 +67,25 @@ static void ticket_wait(weft_ticketlock *t, uint32_t me)
 	}
 }
 
+static void ticket_lock_slow(weft_ticketlock *t)
+{
+	while (ticket_full(t))
+		if (gate_wait(gate_of(t), ticket_full, t))
+			break; /* admitted: join the queue even if it is long */
+	uint32_t me = weft__fadd_acq(&t->_private[NEXT], 1u);
+	if (weft__load_acq(&t->_private[SERVING]) != me)
+		ticket_wait(t, me);
+}
+
 void weft_ticket_lock(weft_ticketlock *t)
 {
+	/* relaxed: only a hint to divert to the gate; the queue itself orders everything. */
+	if (__builtin_expect(weft__load_rlx(&t->_private[NEXT]) - weft__load_rlx(&t->_private[SERVING]) >=
+				     gate_limit(),
+			     0)) {
+		ticket_lock_slow(t);
+		return;
+	}
 	uint32_t me = weft__fadd_acq(&t->_private[NEXT], 1u);
 	/* acquire: pairs with the release increment of serving in unlock. */
 	if (__builtin_expect(weft__load_acq(&t->_private[SERVING]) == me, 1))
@@ -71,7 +105,9 @@ void weft_ticket_unlock(weft_ticketlock *t)
 {
 	/* seq_cst: releases the critical section and is ordered before the parked read,
 	 * pairing with the seq_cst increment of parked in ticket_wait(). */
+	bool quantum = gate_quantum_over(gate_of(t));
 	uint32_t s = __atomic_add_fetch(&t->_private[SERVING], 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&t->_private[PARKED], __ATOMIC_SEQ_CST) != 0)
 		weft__futex_wake_bits(&t->_private[SERVING], INT_MAX, 1u << (s % 32));
+	gate_after_handoff(gate_of(t), weft__load_rlx(&t->_private[NEXT]) == s, quantum);
 }

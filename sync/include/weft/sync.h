@@ -50,9 +50,12 @@ WEFT_API void weft_spin_unlock(weft_spinlock *l);
 
 /* Fair FIFO ticket lock. Only the next ticket holder spins on the lock word; waiters
  * further back (or any waiter after a bounded spin) park on a futex keyed to their own
- * position, and unlock wakes exactly the next position, so an oversubscribed machine does
- * not collapse into every waiter burning its time slice. trylock succeeds only when no
- * one holds or waits. */
+ * position, and unlock wakes exactly the next position. An admission gate keeps the FIFO
+ * queue about as long as the number of CPUs: further arrivals park before taking a ticket
+ * and are admitted when the queue runs empty or every 512 hand-offs. So the lock is
+ * strictly FIFO among running threads (two threads on two CPUs alternate) and does not
+ * collapse into a context switch per hand-off when oversubscribed. trylock succeeds only
+ * when no one holds or waits. */
 typedef struct WEFT_CACHE_ALIGNED weft_ticketlock {
 	uint32_t _private[WEFT_CACHE_LINE / 4];
 } weft_ticketlock;
@@ -63,8 +66,9 @@ WEFT_API bool weft_ticket_trylock(weft_ticketlock *t);
 WEFT_API void weft_ticket_unlock(weft_ticketlock *t);
 
 /* MCS queue lock: FIFO, each waiter spins on its own node (one cache line each), then
- * parks on a futex in that node after a bounded spin. The node is the caller's, usually
- * on its stack, and must stay alive and unused from lock to the matching unlock. */
+ * parks on a futex in that node after a bounded spin; the same admission gate as the
+ * ticket lock keeps an oversubscribed machine from collapsing. The node is the caller's,
+ * usually on its stack, and must stay alive and unused from lock to the matching unlock. */
 typedef struct WEFT_CACHE_ALIGNED weft_mcslock {
 	void *_private[WEFT_CACHE_LINE / sizeof(void *)];
 } weft_mcslock;
