@@ -72,6 +72,7 @@ static void test_pool_timer_periodic_no_drift(void **state)
 	tp_sleep_ms(320);
 	uint64_t due_now = due_of(p, t);
 	weft_pool_timer_wait(t, true);
+	uint64_t t_end = weft_test_now_ns();
 	assert_false(weft_pool_timer_is_set(t));
 	uint32_t n = weft__load_acq(&s.n);
 	weft_pool_timer_close(t);
@@ -79,7 +80,7 @@ static void test_pool_timer_periodic_no_drift(void **state)
 	assert_true(due_now > due0);
 	assert_int_equal((due_now - due0) % (10 * MS), 0);
 	assert_true(n >= 5);  /* generous: a loaded machine may skip periods */
-	assert_true(n <= 31); /* never more than one per period */
+	assert_true(n <= (t_end - due0) / (10 * MS) + 1); /* never more than one per period */
 	uint32_t m = n < 256 ? n : 256;
 	for (uint32_t k = 0; k < m; k++)
 		assert_true(s.at[k] >= due0 + (uint64_t)k * 10 * MS); /* never early */
@@ -99,15 +100,17 @@ static void test_pool_timer_slow_callback_merges(void **state)
 	weft_pool_config cfg = {1, 1, 1, "tp-slow"};
 	weft_pool *p = weft_pool_create(&cfg);
 	weft_pool_timer *t = weft_pool_timer_create(p, slow_tick, &n);
+	uint64_t t0 = weft_test_now_ns();
 	weft_pool_timer_set(t, 0, 1, 0);
 	tp_sleep_ms(200);
 	weft_pool_timer_wait(t, true);
+	uint64_t dt = weft_test_now_ns() - t0;
 	uint64_t ran = weft__load_acq(&n);
 	uint64_t fired = weft_pool_timer_fired(t);
 	weft_pool_timer_close(t);
 	weft_pool_destroy(p);
 	assert_true(ran >= 2);
-	assert_true(ran <= 10); /* 200 ms of 30 ms calls, not 200 queued */
+	assert_true(ran <= dt / (30 * MS) + 2); /* one 30 ms call at a time, not one per ms */
 	assert_true(fired > ran);
 }
 
