@@ -27,8 +27,11 @@ static void apc_lock(struct weft__thread_obj *th)
 	/* acquire: pairs with the release in apc_unlock. */
 	if (weft__cas_acq(&th->apc_lock, &z, 1))
 		return;
-	while (weft__xchg_acq(&th->apc_lock, 2) != 0)
+	while (weft__xchg_acq(&th->apc_lock, 2) != 0) {
+		weft__block_begin();
 		weft__futex_wait(&th->apc_lock, 2, NULL);
+		weft__block_end();
+	}
 }
 
 static void apc_unlock(struct weft__thread_obj *th)

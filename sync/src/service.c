@@ -112,8 +112,11 @@ int64_t weft__service_watch(int fd, bool (*cb)(void *ctx), void *ctx)
 	}
 	w->next = svc_watches;
 	svc_watches = w;
+	/* Lifetime: once unlocked, the service thread may run and drop w (a child that
+	 * already exited), so the id is read before. */
+	int64_t id = (int64_t)w->id;
 	pthread_mutex_unlock(&svc_lock);
-	return (int64_t)w->id;
+	return id;
 }
 
 void weft__service_unwatch(uint64_t id, int fd)
