@@ -8,7 +8,7 @@
 #
 #   bench/net/run_models.sh -b BUILD/bench/net [-o OUT] [-c "10 100 1000"] [-N TOTAL]
 #                           [-s SIZE] [-t LOAD_THREADS] [-r REPEAT] [-T MAX_SECS]
-#                           [-w WEFT_SERVER] [-m "thread select poll epoll port"]
+#                           [-w WEFT_SERVER] [-P PORT_THREADS] [-m "thread select poll epoll port"]
 #
 #   -b  folder holding weft_load and echo_* (default: build/bench/net)
 #   -o  results folder (default: results/net-models-<UTC time>)
@@ -20,6 +20,8 @@
 #   -T  time bound of one load run in seconds (default 60)
 #   -w  weft-server binary for the port model (default: searched beside the build,
 #       then in PATH; the row reads "not built" when absent)
+#   -P  port threads of weft-server (default 1, like the single-threaded select, poll
+#       and epoll servers; the port also runs its own reaper thread)
 #   -m  models to run (default: all five)
 set -eu
 
@@ -33,13 +35,14 @@ REPEAT=1
 MAXS=60
 WEFT_SERVER=
 MODELS="thread select poll epoll port"
+PTHREADS=1
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
-while getopts b:o:c:N:s:t:r:T:w:m:h opt; do
+usage() { sed -n '2,/^set -eu$/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+while getopts b:o:c:N:s:t:r:T:w:m:P:h opt; do
 	case $opt in
 	b) BIN=$OPTARG ;; o) OUT=$OPTARG ;; c) CONNS=$OPTARG ;; N) TOTAL=$OPTARG ;;
 	s) SIZE=$OPTARG ;; t) LTHREADS=$OPTARG ;; r) REPEAT=$OPTARG ;; T) MAXS=$OPTARG ;;
-	w) WEFT_SERVER=$OPTARG ;; m) MODELS=$OPTARG ;; h) usage 0 ;; *) usage ;;
+	w) WEFT_SERVER=$OPTARG ;; m) MODELS=$OPTARG ;; P) PTHREADS=$OPTARG ;; h) usage 0 ;; *) usage ;;
 	esac
 done
 LOAD=$BIN/weft_load
@@ -69,7 +72,7 @@ trap 'exit 130' INT TERM
 # server_cmd MODEL PORT: the command line of one model's server; empty when not built.
 server_cmd() {
 	case $1 in
-	port) [ -n "$WEFT_SERVER" ] && echo "$WEFT_SERVER --mode echo --listen 127.0.0.1:$2" ;;
+	port) [ -n "$WEFT_SERVER" ] && echo "$WEFT_SERVER --mode echo --listen 127.0.0.1:$2 --threads $PTHREADS" ;;
 	*) [ -x "$BIN/echo_$1" ] && echo "$BIN/echo_$1 -p $2 -T $((MAXS * REPEAT * 4 + 60))" ;;
 	esac
 }
@@ -77,7 +80,7 @@ server_cmd() {
 label() {
 	case $1 in
 	thread) echo "thread per connection" ;; select) echo "select" ;; poll) echo "poll" ;;
-	epoll) echo "epoll (event-driven)" ;; port) echo "completion port (weft-server)" ;;
+	epoll) echo "epoll (event-driven)" ;; port) echo "completion port (weft-server, $PTHREADS thread(s))" ;;
 	esac
 }
 
@@ -91,7 +94,8 @@ field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 	echo "- commit: $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "- load: $TOTAL messages per cell split over the connections; $LTHREADS load thread(s);"
 	echo "  $REPEAT run(s) per cell, median req/s reported; loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- command: $0 -b $BIN -c \"$CONNS\" -N $TOTAL -s $SIZE -t $LTHREADS -r $REPEAT -T $MAXS"
+	echo "- command: $0 -b $BIN -c \"$CONNS\" -N $TOTAL -s $SIZE -t $LTHREADS -r $REPEAT -T $MAXS -P $PTHREADS"
+	echo "- port model: ${WEFT_SERVER:-not built} ${WEFT_BACKEND:+(WEFT_BACKEND=$WEFT_BACKEND)}"
 	echo
 	echo "| model | conns | req/s | p50 us | p99 us | max us | errors |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
