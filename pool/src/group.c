@@ -81,6 +81,11 @@ int weft_cleanup_group_add_timer(weft_cleanup_group *g, weft_pool_timer *t)
 	return add(g, t ? &t->obj : NULL);
 }
 
+int weft_cleanup_group_add_waiter(weft_cleanup_group *g, weft_pool_waiter *wt)
+{
+	return add(g, wt ? &wt->obj : NULL);
+}
+
 void weft_cleanup_group_close_members(weft_cleanup_group *g, bool cancel_pending)
 {
 	if (!g)

@@ -235,8 +235,9 @@ static void *worker_main(void *v)
 {
 	struct weft__tp_worker *w = v;
 	weft_pool *p = w->pool;
-	char name[16];
+	char name[32];
 	snprintf(name, sizeof name, "%s-%u", p->name, w->index);
+	name[15] = 0;
 	pthread_setname_np(pthread_self(), name);
 	tls_worker = w;
 	for (;;) {
@@ -360,8 +361,9 @@ static uint64_t manager_check(weft_pool *p, uint64_t now)
 static void *manager_main(void *v)
 {
 	weft_pool *p = v;
-	char name[16];
+	char name[32];
 	snprintf(name, sizeof name, "%s-mgr", p->name);
+	name[15] = 0;
 	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		/* acquire: pairs with the release add in weft__tp_kick. */
@@ -417,6 +419,7 @@ weft_pool *weft_pool_create(const weft_pool_config *cfg)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->timer_lock, NULL);
 	pthread_mutex_init(&p->group_lock, NULL);
+	pthread_mutex_init(&p->wait_lock, NULL);
 	p->port = weft_port_create(c.concurrency);
 	if (!p->port)
 		goto fail;
@@ -438,6 +441,7 @@ fail:
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->timer_lock);
 	pthread_mutex_destroy(&p->group_lock);
+	pthread_mutex_destroy(&p->wait_lock);
 	free(p);
 	return NULL;
 }
@@ -490,6 +494,7 @@ void weft_pool_destroy(weft_pool *p)
 		return;
 	weft__for_acqrel(&p->submitted, 1u);
 	weft__tp_kick(p); /* the manager stops firing timers and says so in timers_off */
+	weft__tp_waits_stop(p); /* no wait object fires after this */
 	/* Drain: every counted packet (submitted >> 2) must be completed; callbacks may still
 	 * submit work objects meanwhile, which count. Then set bit1 in one CAS from the exact
 	 * drained value, so a late submit either counted before (and we loop) or sees bit1. */
@@ -525,6 +530,7 @@ void weft_pool_destroy(weft_pool *p)
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->timer_lock);
 	pthread_mutex_destroy(&p->group_lock);
+	pthread_mutex_destroy(&p->wait_lock);
 	free(p);
 }
 

@@ -19,6 +19,7 @@
 
 #include <weft/pool.h>
 #include <weft/threadpool.h>
+#include <weft/waitable.h>
 
 #include "atomic.h"
 #include "internal.h"
@@ -160,6 +161,15 @@ struct weft_pool {
 	struct weft__tp_timer_heap heap;
 
 	pthread_mutex_t group_lock;
+
+	/* Wait objects (pool_wait.c): the armed list and the wait thread, under wait_lock. */
+	pthread_mutex_t wait_lock;
+	struct weft_pool_waiter *armed;
+	uint32_t narmed;
+	bool wait_started;
+	uint32_t wait_stop; /* atomic */
+	weft_handle *wait_ctl; /* auto-reset event: the armed set changed */
+	pthread_t wait_thread;
 };
 
 WEFT_INTERNAL uint64_t weft__tp_now_ns(void);
@@ -172,6 +182,20 @@ WEFT_INTERNAL void weft__tp_kick(weft_pool *p);
 WEFT_INTERNAL struct weft__tp_worker *weft__tp_self(void);
 /* Blocks the caller on a futex word as a weft primitive does (the blocking hook runs). */
 WEFT_INTERNAL int weft__tp_futex_wait(uint32_t *word, uint32_t val, const struct timespec *deadline);
+
+/* ---- wait objects, pool_wait.c ---- */
+struct weft_pool_waiter {
+	struct weft__tp_obj obj;
+	void (*cb)(void *arg, int result);
+	int32_t result; /* atomic: the result the queued call reports */
+	/* Under p->wait_lock: */
+	weft_handle *h; /* our duplicate while armed, else NULL */
+	uint64_t deadline_ns;
+	uint32_t gen; /* bumped on every arm and disarm */
+	struct weft_pool_waiter *next, *prev;
+};
+/* Stops the wait thread (destroy, before draining): no wait fires after it returns. */
+WEFT_INTERNAL void weft__tp_waits_stop(weft_pool *p);
 
 /* ---- timers, timer.c ---- */
 struct weft_pool_timer {

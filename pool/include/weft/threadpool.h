@@ -34,6 +34,7 @@ extern "C" {
 typedef struct weft_pool weft_pool;
 typedef struct weft_work weft_work;
 typedef struct weft_pool_timer weft_pool_timer;
+typedef struct weft_pool_waiter weft_pool_waiter;
 typedef struct weft_cleanup_group weft_cleanup_group;
 typedef struct weft_handle weft_handle;
 
@@ -140,12 +141,33 @@ WEFT_API void weft_pool_timer_close(weft_pool_timer *t);
 WEFT_API uint64_t weft_pool_timer_fired(weft_pool_timer *t);
 
 /* ---------------------------------------------------------------------------------------
+ * Wait objects (CreateThreadpoolWait): a callback when a weft_handle (event, semaphore,
+ * mutex, waitable timer, thread, process) is signaled or a timeout passes. One wait
+ * thread per pool waits on every armed handle at once (weft_wait_many, no 64 limit).
+ * ------------------------------------------------------------------------------------- */
+/* fn(arg, result): result is WEFT_WAIT_OBJECT_0 (the object was signaled and acquired, as
+ * weft_wait would: an auto-reset event is reset, a semaphore count taken, a mutex owned
+ * by the wait thread - avoid mutexes), WEFT_WAIT_ABANDONED_0 or WEFT_WAIT_TIMEOUT. */
+WEFT_API weft_pool_waiter *weft_pool_waiter_create(weft_pool *p, void (*fn)(void *arg, int result), void *arg);
+/* Arms the waiter once (SetThreadpoolWait): h is duplicated, so the caller may close its
+ * handle; timeout_ms WEFT_INFINITE waits forever, 0 checks once. h NULL disarms. Re-arming
+ * replaces the previous arming. After one call is queued the waiter is disarmed; re-arm
+ * it (even from its callback) to wait again. Returns 0, -EINVAL, -ESHUTDOWN (pool being
+ * destroyed) or -ENOMEM. */
+WEFT_API int weft_pool_waiter_set(weft_pool_waiter *wt, weft_handle *h, uint32_t timeout_ms);
+/* Waits for the waiter's calls as weft_work_wait does; cancel_pending also disarms. */
+WEFT_API void weft_pool_waiter_wait(weft_pool_waiter *wt, bool cancel_pending);
+/* Disarms and releases; a call already queued still runs. */
+WEFT_API void weft_pool_waiter_close(weft_pool_waiter *wt);
+
+/* ---------------------------------------------------------------------------------------
  * Cleanup groups (CreateThreadpoolCleanupGroup). An object added to a group is closed by
  * weft_cleanup_group_close together with the rest of the group.
  * ------------------------------------------------------------------------------------- */
 WEFT_API weft_cleanup_group *weft_cleanup_group_create(weft_pool *p);
 WEFT_API int weft_cleanup_group_add_work(weft_cleanup_group *g, weft_work *w);
 WEFT_API int weft_cleanup_group_add_timer(weft_cleanup_group *g, weft_pool_timer *t);
+WEFT_API int weft_cleanup_group_add_waiter(weft_cleanup_group *g, weft_pool_waiter *wt);
 /* Waits for (or, with cancel_pending, cancels) every member's calls, then closes every
  * member (CloseThreadpoolCleanupGroupMembers). The group stays usable. */
 WEFT_API void weft_cleanup_group_close_members(weft_cleanup_group *g, bool cancel_pending);
