@@ -130,12 +130,17 @@ void weft_cond_wake_all(weft_cond *c)
 	uintptr_t lock = weft__load_rlx(&ci->lock);
 	if (lock != 0 && lock != MIXED && weft_cs_is_owned((weft_cs *)lock)) {
 		/* We hold the section, so wake one sleeper and move the rest onto the section's
-		 * futex: each unlock then lets one in, instead of all of them waking to fight
-		 * for it. The section's state must say "sleepers" (2) so that our leave wakes. */
+		 * rq futex word: each leave of the section then wakes one of them (the count is
+		 * guarded by the section we hold), instead of all of them waking at once to
+		 * fight for it. A requeued thread that leaves early (timeout) only makes one
+		 * later wake find nobody. */
 		struct cs_impl *k = cs_of((weft_cs *)lock);
-		weft__store_rlx(&k->state, 2u);
-		if (weft__futex_cmp_requeue(&ci->seq, s, 1, INT_MAX, &k->state) >= 0)
+		int r = weft__futex_cmp_requeue(&ci->seq, s, 1, INT_MAX, &k->rq);
+		if (r >= 0) {
+			if (r > 1)
+				k->requeued += (uint32_t)r - 1;
 			return;
+		}
 	}
 	weft__futex_wake(&ci->seq, INT_MAX);
 }

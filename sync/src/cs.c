@@ -1,11 +1,58 @@
-/* cs.c - critical section: recursive futex mutex with a bounded spin.
- * Fast path: one CAS on the state word (see cs_impl.h for the encoding). Slow path:
- * spin up to spin_count rounds trying to take a free section, then the classic
- * three-state futex mutex: mark the word 2 ("maybe sleepers") and sleep until the
- * exchange finds it free. Leaving wakes one sleeper only if the word was 2. */
+/* cs.c - critical section: recursive futex mutex with a bounded spin and an
+ * asymmetric-fence unlock.
+ *
+ * enter: one CAS of locked 0 -> 1. leave: a plain release store of 0 followed by a load of
+ * sleepers, no locked instruction. That store/load pair races with a waiter that announces
+ * itself (sleepers++) and then re-checks locked before sleeping - the Dekker pattern, which
+ * needs a full fence on both sides. The waiter, which is about to sleep anyway, pays for
+ * both: it issues membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which executes a full
+ * barrier on every CPU running one of our threads, so either the leaving thread's store is
+ * visible to the waiter's re-check or the waiter's announcement is visible to the leaving
+ * thread's load. Where membarrier is unavailable (seccomp, kernels before 4.14) the mode
+ * stays FENCED and leave uses an atomic exchange instead (two locked instructions per
+ * enter/leave pair, as a plain futex mutex). */
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "atomic.h"
 #include "cs_impl.h"
 #include "futex.h"
+
+enum { MODE_UNKNOWN, MODE_FENCED, MODE_ASYM };
+static uint32_t cs_mode = MODE_UNKNOWN;
+
+/* Called by a waiter before it announces itself; returns the mode, registering with
+ * membarrier the first time. Once ASYM the mode never changes. */
+static uint32_t cs_mode_get(void)
+{
+	/* acquire: pairs with the release store below (registration precedes ASYM). */
+	uint32_t m = weft__load_acq(&cs_mode);
+	if (m != MODE_UNKNOWN)
+		return m;
+	long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+	m = r == 0 ? MODE_ASYM : MODE_FENCED;
+	uint32_t expected = MODE_UNKNOWN;
+	/* release: publishes the registration; a lost race keeps the first decision. */
+	if (!weft__cas_rel(&cs_mode, &expected, m))
+		m = expected;
+	return m;
+}
+
+/* Decide the mode when the library loads, so leave takes the cheap path from the first
+ * call (the waiter-side lazy call above covers a failed or skipped constructor). */
+__attribute__((constructor)) static void cs_mode_init(void)
+{
+	(void)cs_mode_get();
+}
+
+/* The waiter's half of the Dekker pair (see the top of the file). */
+static void cs_waiter_barrier(uint32_t mode)
+{
+	if (mode == MODE_ASYM && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+		weft__die("membarrier(PRIVATE_EXPEDITED) failed after registration");
+	/* MODE_FENCED: the seq_cst announcement and the leaving thread's exchange order it. */
+}
 
 void weft_cs_init(weft_cs *cs, uint32_t spin_count)
 {
@@ -16,7 +63,7 @@ void weft_cs_init(weft_cs *cs, uint32_t spin_count)
 void weft_cs_destroy(weft_cs *cs)
 {
 #ifdef WEFT_DEBUG
-	if (weft__load_rlx(&cs_of(cs)->state) != 0)
+	if (weft__load_rlx(&cs_of(cs)->locked) != 0)
 		weft__die("weft_cs_destroy(%p \"%s\"): section is still held by thread %u", (void *)cs,
 			  cs_of(cs)->name ? cs_of(cs)->name : "", weft__load_rlx(&cs_of(cs)->owner));
 #endif
@@ -47,15 +94,38 @@ void weft_cs_get_stats(const weft_cs *cs, weft_cs_stats *out)
 	out->spins_won = weft__load_rlx(&c->spins_won);
 }
 
+static inline bool cs_try_take(struct cs_impl *c)
+{
+	uint32_t z = 0;
+	/* acquire: pairs with the release store (or exchange) of 0 in weft_cs_leave(). */
+	return weft__cas_acq(&c->locked, &z, 1u);
+}
+
 static void cs_sleep_until_taken(struct cs_impl *c)
 {
-	/* acquire: pairs with the release exchange in weft_cs_leave(). */
-	while (weft__xchg_acq(&c->state, 2u) != 0) {
+	uint32_t mode = cs_mode_get();
+	for (;;) {
+		if (cs_try_take(c))
+			return;
+		/* seq_cst: announce before re-checking locked (see the top of the file). */
+		__atomic_fetch_add(&c->sleepers, 1, __ATOMIC_SEQ_CST);
+		cs_waiter_barrier(mode);
+		if (cs_try_take(c)) {
+			__atomic_fetch_sub(&c->sleepers, 1, __ATOMIC_RELAXED);
+			return;
+		}
 		weft__fadd_rlx(&c->sleeps, 1u);
 		weft__block_begin();
-		weft__futex_wait(&c->state, 2u, NULL);
+		weft__futex_wait(&c->locked, 1u, NULL);
 		weft__block_end();
+		__atomic_fetch_sub(&c->sleepers, 1, __ATOMIC_RELAXED);
 	}
+}
+
+static inline void cs_own(struct cs_impl *c, uint32_t me)
+{
+	weft__store_rlx(&c->owner, me);
+	c->recursion = 1;
 }
 
 static void cs_enter_slow(struct cs_impl *c, uint32_t me)
@@ -63,28 +133,23 @@ static void cs_enter_slow(struct cs_impl *c, uint32_t me)
 	weft__fadd_rlx(&c->contentions, 1u);
 	uint64_t spin = weft__smp() ? weft__load_rlx(&c->spin) : 0;
 	for (uint64_t i = 0; i < spin; i++) {
-		uint32_t s = weft__load_rlx(&c->state);
-		if (s == 0 && weft__cas_acq(&c->state, &s, 1u)) {
+		if (weft__load_rlx(&c->locked) == 0 && cs_try_take(c)) {
 			weft__fadd_rlx(&c->spins_won, 1u);
-			goto owned;
+			cs_own(c, me);
+			return;
 		}
 		weft_cpu_relax();
 	}
 	cs_sleep_until_taken(c);
-owned:
-	weft__store_rlx(&c->owner, me);
-	c->recursion = 1;
+	cs_own(c, me);
 }
 
 void weft_cs_enter(weft_cs *cs)
 {
 	struct cs_impl *c = cs_of(cs);
 	uint32_t me = weft__tid();
-	uint32_t s = 0;
-	/* acquire: pairs with the release exchange in weft_cs_leave(). */
-	if (__builtin_expect(weft__cas_acq(&c->state, &s, 1u), 1)) {
-		weft__store_rlx(&c->owner, me);
-		c->recursion = 1;
+	if (__builtin_expect(cs_try_take(c), 1)) {
+		cs_own(c, me);
 		return;
 	}
 	if (weft__load_rlx(&c->owner) == me) {
@@ -97,21 +162,19 @@ void weft_cs_enter(weft_cs *cs)
 void weft__cs_enter_after_wait(weft_cs *cs)
 {
 	struct cs_impl *c = cs_of(cs);
-	weft__fadd_rlx(&c->contentions, 1u);
-	cs_sleep_until_taken(c);
-	weft__store_rlx(&c->owner, weft__tid());
-	c->recursion = 1;
+	if (!cs_try_take(c)) {
+		weft__fadd_rlx(&c->contentions, 1u);
+		cs_sleep_until_taken(c);
+	}
+	cs_own(c, weft__tid());
 }
 
 bool weft_cs_try_enter(weft_cs *cs)
 {
 	struct cs_impl *c = cs_of(cs);
 	uint32_t me = weft__tid();
-	uint32_t s = 0;
-	/* acquire: pairs with the release exchange in weft_cs_leave(). */
-	if (weft__cas_acq(&c->state, &s, 1u)) {
-		weft__store_rlx(&c->owner, me);
-		c->recursion = 1;
+	if (cs_try_take(c)) {
+		cs_own(c, me);
 		return true;
 	}
 	if (weft__load_rlx(&c->owner) == me) {
@@ -123,10 +186,20 @@ bool weft_cs_try_enter(weft_cs *cs)
 
 static _Noreturn void cs_foreign_leave(struct cs_impl *c, uint32_t me)
 {
+	uint32_t owner = weft__load_rlx(&c->owner);
 	weft__die("weft_cs_leave(%p \"%s\"): thread %u leaves a critical section it does not own "
 		  "(owner: %s%u)",
-		  (void *)c, c->name ? c->name : "", me, weft__load_rlx(&c->owner) ? "thread " : "none, ",
-		  weft__load_rlx(&c->owner));
+		  (void *)c, c->name ? c->name : "", me, owner ? "thread " : "none, ", owner);
+}
+
+static void cs_leave_slow(struct cs_impl *c, bool requeued)
+{
+	/* A requeued thread gets the turn; if it already left (timed out), the turn goes
+	 * to a sleeper on locked, so no sleeper misses this leave. */
+	if (requeued && weft__futex_wake(&c->rq, 1) > 0)
+		return;
+	if (__atomic_load_n(&c->sleepers, __ATOMIC_SEQ_CST) != 0)
+		weft__futex_wake(&c->locked, 1);
 }
 
 void weft_cs_leave(weft_cs *cs)
@@ -138,7 +211,23 @@ void weft_cs_leave(weft_cs *cs)
 	if (--c->recursion != 0)
 		return;
 	weft__store_rlx(&c->owner, 0u);
-	/* release: publishes the critical section to the next acquirer. */
-	if (__builtin_expect(weft__xchg_rel(&c->state, 0u) == 2, 0))
-		weft__futex_wake(&c->state, 1);
+	/* Threads a condition variable moved onto rq: hand one of them the next turn
+	 * (decided while we still hold the section, which guards the count). */
+	bool requeued = c->requeued != 0;
+	if (__builtin_expect(requeued, 0))
+		c->requeued--;
+	/* relaxed: the mode only tells which fence discipline waiters follow; it moves
+	 * once, from UNKNOWN (treated as FENCED) to its final value. */
+	if (__builtin_expect(weft__load_rlx(&cs_mode) == MODE_ASYM, 1)) {
+		/* release: publishes the critical section to the next acquirer. The sleepers
+		 * load after it is ordered by the waiters' membarrier (top of the file); the
+		 * compiler must not hoist it above the store. */
+		weft__store_rel(&c->locked, 0u);
+		__asm__ __volatile__("" ::: "memory");
+	} else {
+		/* seq_cst: pairs with the seq_cst announcement in cs_sleep_until_taken(). */
+		__atomic_exchange_n(&c->locked, 0u, __ATOMIC_SEQ_CST);
+	}
+	if (__builtin_expect(requeued || __atomic_load_n(&c->sleepers, __ATOMIC_SEQ_CST) != 0, 0))
+		cs_leave_slow(c, requeued);
 }

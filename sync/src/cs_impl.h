@@ -4,21 +4,24 @@
 
 #include "internal.h"
 
-/* state: 0 free, 1 held, 2 held and someone may sleep on the futex at &state (the
- * unlocker must wake one). owner: tid of the holder, 0 when free; written only by the
- * holder, read by any thread to test "do I own it" - a thread can never read its own tid
- * there unless it owns the section, so relaxed accesses suffice. recursion: how many
- * times the owner entered; touched only by the owner. Stats are relaxed counters bumped
- * on the slow path only. */
+/* locked: 0 free, 1 held (the futex word sleepers wait on).
+ * owner: tid of the holder, 0 when free; written only by the holder, read by any thread
+ * to test "do I own it" - a thread never reads its own tid there unless it owns the
+ * section, so relaxed accesses suffice.
+ * recursion, requeued: touched only by the holder. requeued counts threads a
+ * condition variable's wake_all moved onto the rq futex word; each leave wakes one.
+ * sleepers: threads announced asleep (or about to sleep) on locked.
+ * Stats are relaxed counters bumped on the slow path only. */
 struct cs_impl {
-	uint32_t state;
+	uint32_t locked;
 	uint32_t owner;
 	uint64_t spin;
 	uint32_t recursion;
-	uint32_t flags;
+	uint32_t rq;
 	const char *name;
 	uint64_t contentions, sleeps, spins_won;
-	uint64_t reserved;
+	uint32_t sleepers;
+	uint32_t requeued;
 };
 _Static_assert(sizeof(struct cs_impl) == sizeof(weft_cs), "cs layout");
 
@@ -27,8 +30,7 @@ static inline struct cs_impl *cs_of(weft_cs *cs)
 	return (struct cs_impl *)(void *)cs;
 }
 
-/* Takes the section for a thread that just slept on a condition variable: it may have
- * been requeued from the condition's futex onto &state, so it must leave state at 2. */
+/* Takes the section for a thread that just slept on a condition variable. */
 WEFT_INTERNAL void weft__cs_enter_after_wait(weft_cs *cs);
 
 #endif

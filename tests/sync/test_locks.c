@@ -48,6 +48,13 @@ static void *cs_create(void)
 	weft_cs_init(l, WEFT_CS_DEFAULT_SPIN);
 	return l;
 }
+/* Spin count 0: every contended enter sleeps, exercising the membarrier hand-shake. */
+static void *cs_nospin_create(void)
+{
+	weft_cs *l = aligned_new(sizeof *l);
+	weft_cs_init(l, 0);
+	return l;
+}
 static void cs_destroy(void *l) { weft_cs_destroy(l); free(l); }
 static void cs_lock(void *l, void *c) { (void)c; weft_cs_enter(l); }
 static bool cs_try(void *l, void *c) { (void)c; return weft_cs_try_enter(l); }
@@ -68,6 +75,7 @@ static const struct lock_ops LOCKS[] = {
 	{ "ticket", ticket_create, free, ticket_lock, ticket_try, ticket_unlock },
 	{ "mcs", mcs_create, free, mcs_lock, mcs_try, mcs_unlock },
 	{ "cs", cs_create, cs_destroy, cs_lock, cs_try, cs_unlock },
+	{ "cs0", cs_nospin_create, cs_destroy, cs_lock, cs_try, cs_unlock },
 	{ "srw", srw_create, free, srw_lock, srw_try, srw_unlock },
 };
 

@@ -84,7 +84,9 @@ WEFT_API void weft_mcs_unlock(weft_mcslock *m, weft_mcs_node *n);
 /* ---------------------------------------------------------------------------------------
  * Critical section (CRITICAL_SECTION): recursive, owned by a thread.
  *
- * enter: one compare-and-swap when free; the owner re-entering only bumps a count. When
+ * enter: one compare-and-swap when free; leave: a plain store and a load (waiters pay for
+ * the fence with membarrier(2) when they go to sleep; see cs.c). The owner re-entering only
+ * bumps a count. When
  * taken, spins up to spin_count rounds (InitializeCriticalSectionAndSpinCount; ignored on
  * a single-CPU machine), then sleeps on a futex: it never busy-waits after the spin.
  * leave by a thread that does not own the section is always detected and aborts the
@@ -151,8 +153,9 @@ WEFT_API bool weft_srw_try_lock_exclusive(weft_srw *s);
  * before returning; false means it timed out. Spurious wake-ups can happen (as on
  * Windows): always re-check the predicate in a loop. A sleeper spins briefly on the
  * variable before it sleeps, so a quick hand-off costs no system call; an idle sleeper
- * then burns no CPU. wake_all on a section-guarded variable moves the sleepers onto the
- * section's futex instead of waking them all at once (no thundering herd).
+ * then burns no CPU. wake_all by the holder of a section-guarded variable wakes one sleeper
+ * and moves the others onto the section, which lets one in per leave, instead of waking
+ * them all at once to fight for it (no thundering herd).
  * A critical section must be held exactly once (not recursively) while sleeping on it.
  * ------------------------------------------------------------------------------------- */
 typedef struct weft_cond {
