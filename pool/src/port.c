@@ -20,16 +20,22 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "apc.h"
 #include "atomic.h"
 #include "futex.h"
 #include "port_impl.h"
 
-/* A waiter's word: W_WAITING (spinning), W_SLEEPING (on the futex), W_PACKET (pkt holds
- * its packet; it is counted released), W_WOKEN (re-check the port: closed, or an APC). */
-enum { W_WAITING = 0, W_SLEEPING = 1, W_PACKET = 2, W_WOKEN = 3 };
+/* A waiter's word: W_WAITING (spinning), W_SLEEPING (on the futex), then one of the
+ * final states set by whoever popped it off the stack under the port lock: W_PACKET (pkt
+ * holds its packet; it is counted released) or W_WOKEN (the port closed). W_ALERTED is
+ * set (only over W_WAITING/W_SLEEPING, by CAS) when an APC is queued to an alertable
+ * waiter that is still on the stack: it must unlink itself, unless a popper got there
+ * first, whose final state then overwrites W_ALERTED. */
+enum { W_WAITING = 0, W_SLEEPING = 1, W_PACKET = 2, W_WOKEN = 3, W_ALERTED = 4 };
 
 struct weft__waiter {
 	struct weft__waiter *below, *above; /* the LIFO stack, under the port lock */
@@ -382,9 +388,54 @@ static int get_closed(weft_port *p, weft_completion *out, uint32_t max, uint32_t
 	return *count ? 0 : -ESHUTDOWN;
 }
 
+/* Waits for the final state of a waiter popped by another thread, which flips the word
+ * right after dropping the lock (a few instructions away, unless it is preempted). */
+static uint32_t w_settle(struct weft__waiter *w)
+{
+	for (uint32_t i = 0;; i++) {
+		/* acquire: pairs with the release exchange in wake_list. */
+		uint32_t v = weft__load_acq(&w->word);
+		if (v == W_PACKET || v == W_WOKEN)
+			return v;
+		if (i < 100)
+			weft_cpu_relax();
+		else
+			sched_yield();
+	}
+}
+
+/* The APC wake for an alertable waiter, called by the queuer under the thread's APC lock
+ * (so the waiter, which disarms under that lock, is still alive). */
+static void w_alert(void *ctx)
+{
+	struct weft__waiter *w = ctx;
+	uint32_t s = weft__load_rlx(&w->word);
+	while (s <= W_SLEEPING) {
+		/* relaxed: the APC queue itself is published by the APC lock. */
+		if (weft__cas_rlx(&w->word, &s, (uint32_t)W_ALERTED)) {
+			if (s == W_SLEEPING)
+				weft__futex_wake(&w->word, 1);
+			return;
+		}
+	}
+}
+
+/* Leaves with the thread released, as every get that does not fail on a closed port. */
+static int w_return(struct port_tls *t, bool armed, int r)
+{
+	if (armed)
+		weft__apc_disarm();
+	t->state = T_RELEASED;
+	if (r == WEFT_WAIT_IO_COMPLETION)
+		weft__apc_run();
+	return r;
+}
+
 /* The common wait behind get and get_many. Returns 0 (packets in out), -ETIMEDOUT,
- * -ESHUTDOWN. APC support: see the alertable wrapper in weft_port_get_many. */
-static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count, uint32_t timeout_ms)
+ * -ESHUTDOWN, or (alertable) WEFT_WAIT_IO_COMPLETION after running the thread's APCs.
+ * Packets win over APCs: an alertable get that can take a packet takes it. */
+static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count, uint32_t timeout_ms,
+		     bool alertable)
 {
 	struct port_tls *t = &tls_port;
 	struct timespec ts, *dl = NULL;
@@ -393,55 +444,61 @@ static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t 
 		port_join_thread(p);
 	*count = 0;
 	for (;;) {
+		struct weft__waiter w = {.word = W_WAITING};
+		/* Armed before the port lock (the APC lock may call the blocking hook, which
+		 * takes the port lock; it does nothing while the thread is inside get). */
+		bool armed = alertable;
+		bool apc_pending = armed && weft__apc_arm(w_alert, &w);
 		weft__plock(&p->lock);
 		if (t->state == T_RELEASED)
 			p->released--;
 		t->state = T_INSIDE;
-		if (p->closed)
+		if (p->closed) {
+			if (armed)
+				weft__apc_disarm();
 			return get_closed(p, out, max, count);
+		}
 		if (p->qlen && p->released < p->concurrency) {
 			*count = q_take(p, out, max);
 			p->released++;
 			struct weft__waiter *wl = dispatch(p);
 			weft__punlock(&p->lock);
 			wake_list(wl, W_PACKET);
-			t->state = T_RELEASED;
-			return 0;
+			return w_return(t, armed, 0);
 		}
-		if (timeout_ms == 0) {
+		if (timeout_ms == 0 || apc_pending) {
 			p->released++;
 			weft__punlock(&p->lock);
-			t->state = T_RELEASED;
-			return -ETIMEDOUT;
+			return w_return(t, armed, apc_pending ? WEFT_WAIT_IO_COMPLETION : -ETIMEDOUT);
 		}
-		struct weft__waiter w = {.word = W_WAITING};
 		w_push(p, &w);
 		weft__punlock(&p->lock);
 		if (!dl_set) {
 			dl = weft__deadline(&ts, timeout_ms);
 			dl_set = true;
 		}
-		if (w_sleep(&w, dl) == -ETIMEDOUT) {
+		int r = w_sleep(&w, dl);
+		/* acquire: pairs with the release exchange in wake_list (or the APC lock). */
+		uint32_t v = weft__load_acq(&w.word);
+		if (r == -ETIMEDOUT || v == W_ALERTED) {
 			weft__plock(&p->lock);
 			if (w.linked) {
 				w_unlink(p, &w);
 				p->released++;
 				weft__punlock(&p->lock);
-				t->state = T_RELEASED;
-				return -ETIMEDOUT;
+				return w_return(t, armed, v == W_ALERTED ? WEFT_WAIT_IO_COMPLETION : -ETIMEDOUT);
 			}
-			/* popped by a waker that has not flipped the word yet: it will, at once */
 			weft__punlock(&p->lock);
-			w_sleep(&w, NULL);
+			v = w_settle(&w);
 		}
-		/* acquire: pairs with the release in wake_list; pkt is ours. */
-		if (weft__load_acq(&w.word) == W_PACKET) {
+		if (v == W_PACKET) {
 			out[0] = (weft_completion){w.pkt.bytes, w.pkt.key, w.pkt.ov};
 			*count = 1 + get_more(p, out + 1, max - 1);
-			t->state = T_RELEASED;
-			return 0;
+			return w_return(t, armed, 0);
 		}
 		/* W_WOKEN: the port closed; loop to drain it. */
+		if (armed)
+			weft__apc_disarm();
 	}
 }
 
@@ -449,7 +506,7 @@ int weft_port_get(weft_port *p, uint32_t *bytes, uintptr_t *key, weft_overlapped
 {
 	weft_completion c;
 	uint32_t n;
-	int r = port_wait(p, &c, 1, &n, timeout_ms);
+	int r = port_wait(p, &c, 1, &n, timeout_ms, false);
 	if (r == 0) {
 		if (bytes)
 			*bytes = c.bytes;
@@ -466,8 +523,7 @@ int weft_port_get_many(weft_port *p, weft_completion *out, uint32_t max, uint32_
 {
 	if (!out || !count || max == 0)
 		return -EINVAL;
-	(void)alertable;
-	return port_wait(p, out, max, count, timeout_ms);
+	return port_wait(p, out, max, count, timeout_ms, alertable);
 }
 
 uint32_t weft__port_waiters(weft_port *p)

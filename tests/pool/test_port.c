@@ -410,6 +410,76 @@ static void test_port_million_packets_once(void **state)
 	weft_port_close(s.p);
 }
 
+/* ---- alertable get_many: APCs run in the waiting thread ---- */
+
+struct alert_shared {
+	weft_port *p;
+	int rc_wait, rc_pending, rc_packet;
+	uint32_t n_wait, n_packet;
+	uint32_t apc_ran;     /* atomic: how many APCs ran */
+	uint32_t apc_in_self; /* the APC ran on the waiting thread */
+	uint32_t tid;
+	uint32_t step; /* atomic: main -> thread hand-shake */
+};
+static struct alert_shared *alert_s;
+
+static void alert_apc(uintptr_t arg)
+{
+	(void)arg;
+	if (weft_current_tid() == weft__load_rlx(&alert_s->tid))
+		weft__fadd_rlx(&alert_s->apc_in_self, 1u);
+	weft__fadd_rel(&alert_s->apc_ran, 1u);
+}
+
+static unsigned alert_thread(void *v)
+{
+	struct alert_shared *s = v;
+	weft_completion c[4];
+	weft__store_rel(&s->tid, weft_current_tid());
+	/* 1: nothing queued, an APC arrives while it sleeps */
+	s->rc_wait = weft_port_get_many(s->p, c, 4, &s->n_wait, 20000, true);
+	/* 2: an APC already pending: returns at once */
+	while (weft__load_acq(&s->step) != 1)
+		usleep(200);
+	s->rc_pending = weft_port_get_many(s->p, c, 4, &s->n_packet, 20000, true);
+	/* 3: a packet and an APC: the packet wins, the APC stays queued */
+	while (weft__load_acq(&s->step) != 2)
+		usleep(200);
+	s->rc_packet = weft_port_get_many(s->p, c, 4, &s->n_packet, 20000, true);
+	weft_sleep_ex(0, true); /* runs the APC left over */
+	return 0;
+}
+
+static void test_port_alertable_runs_apcs(void **state)
+{
+	(void)state;
+	struct alert_shared s = {.p = weft_port_create(1)};
+	alert_s = &s;
+	weft_handle *th = weft_thread_create(alert_thread, &s, NULL, NULL);
+	assert_non_null(th);
+	wait_waiters(s.p, 1);
+	assert_int_equal(weft_thread_queue_apc(th, alert_apc, 1), 0);
+	while (weft__load_acq(&s.apc_ran) != 1)
+		usleep(200);
+	assert_int_equal(weft_thread_queue_apc(th, alert_apc, 2), 0);
+	weft__store_rel(&s.step, 1u);
+	while (weft__load_acq(&s.apc_ran) != 2)
+		usleep(200);
+	assert_int_equal(weft_port_post(s.p, 5, 6, NULL), 0);
+	assert_int_equal(weft_thread_queue_apc(th, alert_apc, 3), 0);
+	weft__store_rel(&s.step, 2u);
+	assert_int_equal(weft_wait(th, 20000), WEFT_WAIT_OBJECT_0);
+	weft_handle_close(th);
+	assert_int_equal(s.rc_wait, WEFT_WAIT_IO_COMPLETION);
+	assert_int_equal(s.n_wait, 0);
+	assert_int_equal(s.rc_pending, WEFT_WAIT_IO_COMPLETION);
+	assert_int_equal(s.rc_packet, 0);
+	assert_int_equal(s.n_packet, 1);
+	assert_int_equal(s.apc_ran, 3);
+	assert_int_equal(s.apc_in_self, 3);
+	weft_port_close(s.p);
+}
+
 int main(void)
 {
 	const char *be = getenv("WEFT_BACKEND");
@@ -428,6 +498,7 @@ int main(void)
 		cmocka_unit_test(test_port_close_wakes_all),
 		cmocka_unit_test(test_port_close_drains),
 		cmocka_unit_test(test_port_million_packets_once),
+		cmocka_unit_test(test_port_alertable_runs_apcs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
