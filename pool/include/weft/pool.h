@@ -146,6 +146,7 @@ WEFT_API int weft_port_sendfile(weft_port *p, int fd, int file_fd, uint32_t len,
  * Returns 0 if at least one operation was pending, -ENOENT otherwise. Does not wait. */
 WEFT_API int weft_port_cancel(weft_port *p, int fd, weft_overlapped *ov);
 
+#include <weft/threadpool.h>
 #ifdef __cplusplus
 }
 #endif
