@@ -342,8 +342,12 @@ static uint64_t manager_check(weft_pool *p, uint64_t now)
 	} else {
 		p->starving = false;
 	}
-	if (next == UINT64_MAX && (queued > 0 || s.blocked > 0))
+	/* Work queued: look again soon. Only blocked callbacks: a submit kicks us if they are
+	 * all blocked, so the slower look only covers the partly blocked case. */
+	if (next == UINT64_MAX && queued > 0)
 		next = now + WEFT__TP_CHECK_NS;
+	else if (next == UINT64_MAX && s.blocked > 0)
+		next = now + 10 * WEFT__TP_CHECK_NS;
 	/* Join the retired workers. They left the list and only return from their thread
 	 * function now, so the join is short. */
 	struct weft__tp_worker *z = p->zombies;
@@ -492,6 +496,8 @@ void weft_pool_destroy(weft_pool *p)
 {
 	if (!p)
 		return;
+	if (tls_worker && tls_worker->pool == p)
+		weft__die("weft_pool_destroy called from a thread of pool %s (it would wait for itself)", p->name);
 	weft__for_acqrel(&p->submitted, 1u);
 	weft__tp_kick(p); /* the manager stops firing timers and says so in timers_off */
 	weft__tp_waits_stop(p); /* no wait object fires after this */
