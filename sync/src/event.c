@@ -17,8 +17,7 @@ int weft_event_set2(weft_handle *h)
 		return -EINVAL;
 	weft__obj_lock(h);
 	h->u.ev.signaled = true;
-	weft__satisfy(h);
-	weft__obj_unlock(h);
+	weft__obj_unlock_wake(h, weft__satisfy(h));
 	return 0;
 }
 
@@ -51,7 +50,7 @@ void weft_event_pulse(weft_handle *h)
 	 * list (Windows' kernel-APC problem does not exist here). */
 	weft__obj_lock(h);
 	h->u.ev.signaled = true;
-	weft__satisfy(h);
+	struct weft__wait_block *chain = weft__satisfy(h);
 	h->u.ev.signaled = false;
-	weft__obj_unlock(h);
+	weft__obj_unlock_wake(h, chain);
 }

@@ -7,10 +7,13 @@
  *    at one waiter record on its stack whose 32-bit state word is also its futex word;
  *  - a signaller, holding the object lock, walks the list in FIFO order. A wait-any
  *    waiter is satisfied on the spot: the signaller claims it with one CAS of its state
- *    (0 -> result + 1) and consumes the object on its behalf, so the object is handed
- *    over, never stolen and never lost. A wait-all waiter is only poked (state 0 -> 1)
- *    and re-checks all its objects itself while holding all their locks, in address
- *    order, so it consumes either every object or none.
+ *    (0 -> WEFT__W_CLAIMED), consumes the object on its behalf and unlinks its block, so
+ *    the object is handed over, never stolen and never lost. Only after dropping the
+ *    object lock does it publish the result (CLAIMED -> result + 1) and wake the waiter,
+ *    which therefore never finds the lock still held by its waker, and need not take it
+ *    at all when this was its only object. A wait-all waiter is only poked (state
+ *    0 -> 1) and re-checks all its objects itself while holding all their locks, in
+ *    address order, so it consumes either every object or none.
  */
 #ifndef WEFT_HANDLE_H
 #define WEFT_HANDLE_H
@@ -37,11 +40,13 @@ enum weft__kind {
 	WEFT__K_PROCESS,
 };
 
-/* Waiter state word (futex). Wait-any: 0 waiting; r + 1 satisfied with wait result r
- * (set by whoever won the CAS from 0, the waiter itself or a signaller);
- * WEFT__W_CANCEL: the waiter gave up (timeout); WEFT__W_ALERT: an APC arrived.
+/* Waiter state word (futex). Wait-any: 0 waiting; WEFT__W_CLAIMED: a signaller won it
+ * and will publish the result soon; r + 1 satisfied with wait result r (by the waiter
+ * itself in one step, or by the claiming signaller); WEFT__W_CANCEL: the waiter gave up
+ * (timeout); WEFT__W_ALERT: an APC arrived. Only one party ever moves the word off 0.
  * Wait-all: 0 waiting; 1 poked (re-check); WEFT__W_ALERT. */
 #define WEFT__W_POKE 1u
+#define WEFT__W_CLAIMED 0xfffffffdu
 #define WEFT__W_ALERT 0xfffffffeu
 #define WEFT__W_CANCEL 0xffffffffu
 
@@ -56,6 +61,7 @@ struct weft__wait_block {
 	struct weft__waiter *w;
 	struct weft_handle *obj;
 	uint32_t index;
+	uint32_t result; /* set by a claiming signaller */
 	bool linked;
 };
 
@@ -163,8 +169,18 @@ WEFT_INTERNAL bool weft__signaled(const struct weft_handle *h, const struct weft
 /* Acquires h for `self` (auto-reset, count, ownership). Returns true when h was an
  * abandoned mutex (the result is then WEFT_WAIT_ABANDONED_0 + i). */
 WEFT_INTERNAL bool weft__consume(struct weft_handle *h, struct weft_handle *self);
-/* Hands h to its waiters after it became signaled. */
-WEFT_INTERNAL void weft__satisfy(struct weft_handle *h);
+/* Hands h to its waiters after it became signaled. Returns the chain of wait-any
+ * waiters it claimed (linked through wb->next); pass it to weft__wake_claimed after
+ * unlocking h. */
+WEFT_INTERNAL struct weft__wait_block *weft__satisfy(struct weft_handle *h);
+/* Publishes the results of claimed waiters and wakes them. Call without object locks. */
+WEFT_INTERNAL void weft__wake_claimed(struct weft__wait_block *chain);
+static inline void weft__obj_unlock_wake(struct weft_handle *h, struct weft__wait_block *chain)
+{
+	weft__obj_unlock(h);
+	if (chain)
+		weft__wake_claimed(chain);
+}
 WEFT_INTERNAL void weft__wb_link(struct weft_handle *h, struct weft__wait_block *wb);
 WEFT_INTERNAL void weft__wb_unlink(struct weft_handle *h, struct weft__wait_block *wb);
 

@@ -41,9 +41,9 @@ void weft__mutex_own(struct weft_handle *m, struct weft_handle *self)
 }
 
 /* With m locked and owned by its owner, recursion dropped to 0: unlinks it from the
- * owner and hands it on. Returns true when the ownership reference must be dropped (no
- * waiter took the mutex; its reference passes to the new owner otherwise). */
-static bool mutex_disown(struct weft_handle *m)
+ * owner and hands it on. The caller drops the old owner's reference after unlocking (a
+ * new owner took its own in weft__mutex_own) and wakes the returned chain. */
+static struct weft__wait_block *mutex_disown(struct weft_handle *m)
 {
 	struct weft__thread_obj *t = &m->u.mtx.owner->u.th;
 	if (m->u.mtx.prev)
@@ -54,9 +54,7 @@ static bool mutex_disown(struct weft_handle *m)
 		m->u.mtx.next->u.mtx.prev = m->u.mtx.prev;
 	m->u.mtx.next = m->u.mtx.prev = NULL;
 	m->u.mtx.owner = NULL;
-	/* The next owner (if any) takes a fresh reference in weft__mutex_own; ours goes. */
-	weft__satisfy(m);
-	return true;
+	return weft__satisfy(m);
 }
 
 int weft_mutex_release(weft_handle *h)
@@ -69,14 +67,14 @@ int weft_mutex_release(weft_handle *h)
 		weft__obj_unlock(h);
 		return -EPERM;
 	}
-	bool drop = false;
-	if (--h->u.mtx.recursion == 0)
-		drop = mutex_disown(h);
-	weft__obj_unlock(h);
+	if (--h->u.mtx.recursion != 0) {
+		weft__obj_unlock(h);
+		return 0;
+	}
+	weft__obj_unlock_wake(h, mutex_disown(h));
 	/* Lifetime: the caller's handle reference keeps h alive across the unlock above, so
 	 * dropping the ownership reference here never frees memory we still touch. */
-	if (drop)
-		weft__unref(h);
+	weft__unref(h);
 	return 0;
 }
 
@@ -90,8 +88,7 @@ void weft__mutex_abandon_all(struct weft_handle *self)
 		weft__obj_lock(m);
 		m->u.mtx.abandoned = true;
 		m->u.mtx.recursion = 0;
-		mutex_disown(m);
-		weft__obj_unlock(m);
+		weft__obj_unlock_wake(m, mutex_disown(m));
 		/* Lifetime: the ownership reference kept m alive up to here. */
 		weft__unref(m);
 	}

@@ -46,8 +46,7 @@ static bool process_exited(void *ctx)
 	weft__store_rlx(&h->u.proc.exit_code, code);
 	/* release: pairs with the acquire in weft_process_exit_code. */
 	weft__store_rel(&h->u.proc.done, 1);
-	weft__satisfy(h);
-	weft__obj_unlock(h);
+	weft__obj_unlock_wake(h, weft__satisfy(h));
 	return false;
 }
 

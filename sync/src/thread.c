@@ -117,8 +117,7 @@ static void block_finish(struct weft__tblock *b)
 	/* release: pairs with the acquire in weft_thread_exit_code; waiters see done under
 	 * the lock. */
 	weft__store_rel(&t->u.th.done, 1);
-	weft__satisfy(t);
-	weft__obj_unlock(t);
+	weft__obj_unlock_wake(t, weft__satisfy(t));
 
 	pthread_mutex_lock(&reg_lock);
 	if (b->prev)

@@ -29,10 +29,11 @@ static bool timer_fired(void *ctx)
 	struct weft_handle *thr = NULL;
 	void (*fn)(uintptr_t) = NULL;
 	uintptr_t arg = 0;
+	struct weft__wait_block *chain = NULL;
 	weft__obj_lock(h);
 	if (read(h->u.tmr.fd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks) {
 		h->u.tmr.signaled = true;
-		weft__satisfy(h);
+		chain = weft__satisfy(h);
 		if (h->u.tmr.apc && h->u.tmr.apc_thread) {
 			fn = h->u.tmr.apc;
 			arg = h->u.tmr.apc_arg;
@@ -40,7 +41,7 @@ static bool timer_fired(void *ctx)
 			weft__ref(thr);
 		}
 	}
-	weft__obj_unlock(h);
+	weft__obj_unlock_wake(h, chain);
 	if (thr) {
 		/* One APC per expiry seen (Windows queues at most one at a time, too). A thread
 		 * that ended just refuses it (-ESRCH). */

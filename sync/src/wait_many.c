@@ -84,7 +84,12 @@ static int wait_any(struct weft_handle *const *hs, uint32_t n, struct weft__wait
 	if (st == 0) {
 		if (alertable && weft__apc_arm(wake_any, w))
 			wake_any(w);
-		while ((st = weft__load_acq(&w->state)) == 0) {
+		while ((st = weft__load_acq(&w->state)) == 0 || st == WEFT__W_CLAIMED) {
+			if (st == WEFT__W_CLAIMED) {
+				/* the claimer publishes the result right after its unlock */
+				sleep_on(w, WEFT__W_CLAIMED, NULL);
+				continue;
+			}
 			if (deadline && weft__deadline_passed(deadline)) {
 				uint32_t z = 0;
 				if (weft__cas_acqrel(&w->state, &z, WEFT__W_CANCEL))
@@ -97,8 +102,13 @@ static int wait_any(struct weft_handle *const *hs, uint32_t n, struct weft__wait
 			weft__apc_disarm();
 		st = weft__load_acq(&w->state);
 	}
-	/* Unlink under each lock: after this no signaller can still be touching w. */
+	/* Unlink what is still linked, each under its object's lock; after this no
+	 * signaller can still be touching w. Reading `linked` unlocked is safe: only we and
+	 * the one signaller that claimed us write it, and that signaller's write is ordered
+	 * before the result we acquired above. */
 	for (uint32_t i = 0; i < linked; i++) {
+		if (!wbs[i].linked)
+			continue;
 		weft__obj_lock(wbs[i].obj);
 		weft__wb_unlink(wbs[i].obj, &wbs[i]);
 		weft__obj_unlock(wbs[i].obj);
