@@ -80,28 +80,31 @@ static int wait_any(struct weft_handle *const *hs, uint32_t n, struct weft__wait
 		weft__obj_unlock(h);
 	}
 
+	/* acquire: pairs with the claimer's release exchange in weft__wake_claimed (or our
+	 * own CAS above). A claim may still be in flight (WEFT__W_CLAIMED): wait it out. */
 	uint32_t st = weft__load_acq(&w->state);
-	if (st == 0) {
-		if (alertable && weft__apc_arm(wake_any, w))
-			wake_any(w);
-		while ((st = weft__load_acq(&w->state)) == 0 || st == WEFT__W_CLAIMED) {
-			if (st == WEFT__W_CLAIMED) {
-				/* the claimer publishes the result right after its unlock */
-				sleep_on(w, WEFT__W_CLAIMED, NULL);
-				continue;
-			}
-			if (deadline && weft__deadline_passed(deadline)) {
-				uint32_t z = 0;
-				if (weft__cas_acqrel(&w->state, &z, WEFT__W_CANCEL))
-					break;
-				continue; /* a signaller claimed us meanwhile */
-			}
-			sleep_on(w, 0, deadline);
+	bool armed = st == 0 && alertable;
+	if (armed && weft__apc_arm(wake_any, w))
+		wake_any(w);
+	while ((st = weft__load_acq(&w->state)) == 0 || st == WEFT__W_CLAIMED) {
+		if (st == WEFT__W_CLAIMED) {
+			/* the claimer publishes the result right after its unlock */
+			sleep_on(w, WEFT__W_CLAIMED, NULL);
+			continue;
 		}
-		if (alertable)
-			weft__apc_disarm();
-		st = weft__load_acq(&w->state);
+		if (deadline && weft__deadline_passed(deadline)) {
+			uint32_t z = 0;
+			/* acq_rel: on failure we acquire the claim that beat us; loop for it */
+			if (weft__cas_acqrel(&w->state, &z, WEFT__W_CANCEL)) {
+				st = WEFT__W_CANCEL;
+				break;
+			}
+			continue;
+		}
+		sleep_on(w, 0, deadline);
 	}
+	if (armed)
+		weft__apc_disarm();
 	/* Unlink what is still linked, each under its object's lock; after this no
 	 * signaller can still be touching w. Reading `linked` unlocked is safe: only we and
 	 * the one signaller that claimed us write it, and that signaller's write is ordered

@@ -106,8 +106,9 @@ static void test_thread_close_before_end(void **state)
 	weft_event_set(r.go);
 	assert_int_equal(weft_wait(other, WEFT_INFINITE), WEFT_WAIT_OBJECT_0);
 	weft_handle_close(other);
-	/* fire and forget: close at once, the thread finishes on its own */
-	struct runflag r2 = { 0 };
+	/* fire and forget: close at once, the thread finishes on its own (static: it may
+	 * still read it after this test returned) */
+	static struct runflag r2;
 	weft_handle_close(wu_start(mark_ran, &r2));
 	wu_wait_count(&r2.ran, 1);
 	weft_handle_close(r.go);

@@ -299,6 +299,72 @@ static void test_wait_many_any_all_mix(void **state)
 	weft_handle_close(m.ev[1]);
 }
 
+/* Wait-any over 8 semaphores with 1 ms timeouts against two releasers: claims race
+ * timeouts and the linking pass. Every result is an index or a timeout, and every unit
+ * released is taken exactly once. */
+struct race {
+	weft_handle *s[8];
+	uint64_t per;
+	uint64_t taken, bad; /* atomic */
+	uint32_t stop;
+};
+
+static unsigned race_taker(void *arg)
+{
+	struct race *r = arg;
+	while (!wu_load(&r->stop)) {
+		int res = weft_wait_many(r->s, 8, false, 1);
+		if (res >= 0 && res < 8)
+			__atomic_fetch_add(&r->taken, 1, __ATOMIC_RELAXED);
+		else if (res != WEFT_WAIT_TIMEOUT)
+			__atomic_fetch_add(&r->bad, 1, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
+static unsigned race_giver(void *arg)
+{
+	struct race *r = arg;
+	uint32_t x = (uint32_t)(uintptr_t)&x | 1u;
+	for (uint64_t i = 0; i < r->per; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		if (weft_semaphore_release(r->s[x % 8], 1, NULL) != 0)
+			__atomic_fetch_add(&r->bad, 1, __ATOMIC_RELAXED);
+		if ((i & 63) == 0)
+			weft_sleep_ex(0, false);
+	}
+	return 0;
+}
+
+static void test_wait_many_any_claim_race(void **state)
+{
+	(void)state;
+	struct race r = { .per = weft_test_iters(20000) };
+	for (int i = 0; i < 8; i++)
+		r.s[i] = weft_semaphore_create(0, 1 << 30);
+	weft_handle *t[5];
+	for (int i = 0; i < 3; i++)
+		t[i] = wu_start(race_taker, &r);
+	t[3] = wu_start(race_giver, &r);
+	t[4] = wu_start(race_giver, &r);
+	wu_join(t[3]);
+	wu_join(t[4]);
+	while (__atomic_load_n(&r.taken, __ATOMIC_ACQUIRE) < 2 * r.per && __atomic_load_n(&r.bad, __ATOMIC_ACQUIRE) == 0)
+		weft_sleep_ex(1, false);
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 3; i++)
+		wu_join(t[i]);
+	assert_int_equal(r.bad, 0);
+	assert_int_equal(r.taken, 2 * r.per);
+	assert_int_equal(weft_wait_many(r.s, 8, false, 0), WEFT_WAIT_TIMEOUT);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(wu_waiters_on(r.s[i]), 0);
+		weft_handle_close(r.s[i]);
+	}
+}
+
 static unsigned quick(void *arg)
 {
 	(void)arg;
@@ -334,6 +400,7 @@ int main(void)
 		cmocka_unit_test(test_wait_many_all_does_not_consume),
 		cmocka_unit_test(test_wait_many_all_overlap_race),
 		cmocka_unit_test(test_wait_many_any_all_mix),
+		cmocka_unit_test(test_wait_many_any_claim_race),
 		cmocka_unit_test(test_wait_many_mixed_kinds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
