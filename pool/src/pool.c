@@ -188,19 +188,25 @@ void weft__tp_post_obj(weft_pool *p, struct weft__tp_obj *o)
 		weft__die("thread pool %s: weft_port_post failed (%d)", p->name, r);
 }
 
+/* Runs one packet. taken / completed count only the pool's own packets (those counted in
+ * p->submitted), not I/O completions, so destroy's drain can compare them. */
 static void dispatch(struct weft__tp_worker *w, uintptr_t key, weft_overlapped *ov)
 {
 	weft__store_rlx(&w->state, (uint32_t)WEFT__TP_BUSY);
-	/* relaxed: only the owner writes taken; readers sum it as a hint (manager). */
-	weft__store_rlx(&w->taken, w->taken + 1);
 	if (key == WEFT__TP_KEY_ITEM) {
+		/* relaxed: only the owner writes taken; readers sum it as a hint (manager). */
+		weft__store_rlx(&w->taken, w->taken + 1);
 		struct weft__tp_item *it = (struct weft__tp_item *)(void *)ov;
 		void (*fn)(void *) = it->fn;
 		void *arg = it->arg;
 		weft__tp_item_free(it);
 		fn(arg);
 	} else if (key == WEFT__TP_KEY_OBJ) {
+		weft__store_rlx(&w->taken, w->taken + 1);
 		weft__tp_obj_packet(weft_container_of(ov, struct weft__tp_obj, ov));
+	} else {
+		callback_done(w);
+		return;
 	}
 	callback_done(w);
 	/* release: the callback's effects happen before destroy's acquire sum sees it. */

@@ -107,6 +107,8 @@ WEFT_INTERNAL void weft__tp_obj_init(struct weft__tp_obj *o, weft_pool *p, uint3
 WEFT_INTERNAL bool weft__tp_obj_submit(struct weft__tp_obj *o, bool coalesce);
 /* The worker side of a WEFT__TP_KEY_OBJ packet. */
 WEFT_INTERNAL void weft__tp_obj_packet(struct weft__tp_obj *o);
+/* n calls finished (or were withdrawn): drops outstanding, waking waiters at 0. */
+WEFT_INTERNAL void weft__tp_obj_done(struct weft__tp_obj *o, uint32_t n);
 /* Cancels the calls not yet started; returns how many. */
 WEFT_INTERNAL uint32_t weft__tp_obj_cancel(struct weft__tp_obj *o);
 WEFT_INTERNAL void weft__tp_obj_wait(struct weft__tp_obj *o, bool cancel_pending);

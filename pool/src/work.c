@@ -38,7 +38,7 @@ void weft__tp_obj_unref(struct weft__tp_obj *o)
 		free(o);
 }
 
-static void dec_outstanding(struct weft__tp_obj *o, uint32_t n)
+void weft__tp_obj_done(struct weft__tp_obj *o, uint32_t n)
 {
 	if (n == 0)
 		return;
@@ -57,7 +57,7 @@ bool weft__tp_obj_submit(struct weft__tp_obj *o, bool coalesce)
 	uint32_t s = weft__load_rlx(&o->state);
 	for (;;) {
 		if (coalesce && (s >> 1) != 0) {
-			dec_outstanding(o, 1);
+			weft__tp_obj_done(o, 1);
 			return false;
 		}
 		/* acq_rel: a claimer's acquire CAS sees the outstanding count above. */
@@ -102,7 +102,7 @@ static void run_call(struct weft__tp_obj *o)
 		o->run(o);
 	else
 		o->fn(o->arg);
-	dec_outstanding(o, 1);
+	weft__tp_obj_done(o, 1);
 }
 
 void weft__tp_obj_packet(struct weft__tp_obj *o)
@@ -125,7 +125,7 @@ uint32_t weft__tp_obj_cancel(struct weft__tp_obj *o)
 	uint32_t s = weft__load_rlx(&o->state);
 	while (!weft__cas_acqrel(&o->state, &s, s & 1u))
 		;
-	dec_outstanding(o, s >> 1);
+	weft__tp_obj_done(o, s >> 1);
 	return s >> 1;
 }
 
@@ -145,7 +145,7 @@ void weft__tp_obj_wait(struct weft__tp_obj *o, bool cancel_pending)
 			}
 		}
 	}
-	weft_interlocked_increment(&o->waiters); /* seq_cst: see dec_outstanding */
+	weft_interlocked_increment(&o->waiters); /* seq_cst: see weft__tp_obj_done */
 	int32_t v;
 	while ((v = weft_interlocked_or(&o->outstanding, 0)) != 0)
 		weft__tp_futex_wait((uint32_t *)&o->outstanding, (uint32_t)v, NULL);
