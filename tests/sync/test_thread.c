@@ -8,6 +8,8 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "waitable_util.h"
 
@@ -349,6 +351,42 @@ static void test_thread_many_short(void **state)
 	assert_int_equal(blocks_settle(base), base);
 }
 
+static int exit_pipe[2];
+
+static void exit_dtor(void *v)
+{
+	char c = (char)(uintptr_t)v;
+	if (write(exit_pipe[1], &c, 1) != 1)
+		_exit(3);
+}
+
+/* Process ending, for the thread that calls exit(): a child process gives its main
+ * thread a block (a TLS value with a destructor), then calls exit(0). weft's library
+ * destructor finishes that block, so the destructor runs and reports through a pipe. */
+static void test_thread_block_freed_at_process_exit(void **state)
+{
+	(void)state;
+	assert_int_equal(pipe(exit_pipe), 0);
+	int s = weft_tls_alloc(exit_dtor);
+	assert_true(s >= 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(exit_pipe[0]);
+		weft_tls_set(s, (void *)(uintptr_t)'x');
+		exit(0);
+	}
+	close(exit_pipe[1]);
+	char c = 0;
+	assert_int_equal(read(exit_pipe[0], &c, 1), 1);
+	assert_int_equal(c, 'x');
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(exit_pipe[0]);
+	assert_int_equal(weft_tls_free(s), 0);
+}
+
 static weft_handle *forever_ev;
 
 static unsigned forever(void *arg)
@@ -380,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_thread_name_affinity_priority),
 		cmocka_unit_test(test_thread_block_freed_all_ways),
 		cmocka_unit_test(test_thread_many_short),
+		cmocka_unit_test(test_thread_block_freed_at_process_exit),
 		cmocka_unit_test(test_thread_running_at_exit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
