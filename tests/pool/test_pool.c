@@ -377,6 +377,33 @@ static void test_pool_min_max_setters(void **state)
 	weft_pool_destroy(p);
 }
 
+/* An idle pool sleeps: after a burst, the process uses (almost) no CPU while idle. */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void test_pool_idle_burns_no_cpu(void **state)
+{
+	(void)state;
+	static uint8_t seen[1000];
+	memset(seen, 0, sizeof seen);
+	weft_pool_config cfg = {2, 8, 0, "tp-idle"};
+	weft_pool *p = weft_pool_create(&cfg);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(weft_pool_submit(p, bump, &seen[i]), 0);
+	assert_true(TP_WAIT_UNTIL(tp_stats(p).completed == 1000, 5000));
+	tp_sleep_ms(50); /* past any spin */
+	uint64_t c0 = cpu_ns();
+	tp_sleep_ms(500);
+	uint64_t used = cpu_ns() - c0;
+	weft_pool_destroy(p);
+	/* Generous: a spinning thread would burn ~500 ms here. */
+	assert_true(used < 50000000ull);
+}
+
 int main(void)
 {
 	if (tp_skip_backend())
@@ -391,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_pool_nested_wait_starvation_visible),
 		cmocka_unit_test(test_pool_may_run_long_adds_thread),
 		cmocka_unit_test(test_pool_idle_threads_retire),
+		cmocka_unit_test(test_pool_idle_burns_no_cpu),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -247,6 +247,48 @@ static void test_work_cleanup_group_closes_members(void **state)
 	assert_int_equal(timers, 5);
 }
 
+/* 64 outer calls each wait for an inner work object they submitted, on a pool of two
+ * threads that may not grow: helping (the waiter runs the inner call itself) makes it
+ * complete without a single extra thread. */
+struct nested {
+	weft_pool *p;
+	uint32_t inner_runs; /* atomic */
+	uint32_t outer_done; /* atomic */
+};
+
+static void nested_inner(void *arg)
+{
+	weft__fadd_rlx(&((struct nested *)arg)->inner_runs, 1u);
+}
+
+static void nested_outer(void *arg)
+{
+	struct nested *n = arg;
+	weft_work *in = weft_work_create(n->p, nested_inner, n);
+	weft_work_submit(in);
+	weft_work_wait(in, false);
+	weft_work_close(in);
+	weft__fadd_rel(&n->outer_done, 1u);
+}
+
+static void test_work_nested_waits_help(void **state)
+{
+	(void)state;
+	struct nested n = {0};
+	weft_pool_config cfg = {2, 2, 2, "tp-nested"};
+	n.p = weft_pool_create(&cfg);
+	weft_work *outer = weft_work_create(n.p, nested_outer, &n);
+	for (int i = 0; i < 64; i++)
+		weft_work_submit(outer);
+	weft_work_wait(outer, false);
+	assert_int_equal(weft__load_acq(&n.outer_done), 64);
+	assert_int_equal(weft__load_acq(&n.inner_runs), 64);
+	weft_pool_stats s = tp_stats(n.p);
+	assert_int_equal(s.threads, 2);
+	weft_work_close(outer);
+	weft_pool_destroy(n.p);
+}
+
 int main(void)
 {
 	if (tp_skip_backend())
@@ -259,6 +301,7 @@ int main(void)
 		cmocka_unit_test(test_work_close_with_calls_queued),
 		cmocka_unit_test(test_work_concurrent_submitters),
 		cmocka_unit_test(test_work_cleanup_group_closes_members),
+		cmocka_unit_test(test_work_nested_waits_help),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
