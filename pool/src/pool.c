@@ -183,7 +183,7 @@ void weft__tp_post_obj(weft_pool *p, struct weft__tp_obj *o)
 	uint64_t old = weft__fadd_acqrel(&p->submitted, 4u);
 	if (old & 2u)
 		weft__die("thread pool %s: work submitted after weft_pool_destroy finished its callbacks", p->name);
-	int r = weft_port_post(p->port, 0, WEFT__TP_KEY_OBJ, &o->ov);
+	int r = weft_port_post(p->port, 0, WEFT__TP_KEY_OBJ, (weft_overlapped *)(void *)o);
 	if (r < 0)
 		weft__die("thread pool %s: weft_port_post failed (%d)", p->name, r);
 }
@@ -203,7 +203,7 @@ static void dispatch(struct weft__tp_worker *w, uintptr_t key, weft_overlapped *
 		fn(arg);
 	} else if (key == WEFT__TP_KEY_OBJ) {
 		weft__store_rlx(&w->taken, w->taken + 1);
-		weft__tp_obj_packet(weft_container_of(ov, struct weft__tp_obj, ov));
+		weft__tp_obj_packet((struct weft__tp_obj *)(void *)ov);
 	} else {
 		callback_done(w);
 		return;

@@ -3,8 +3,8 @@
  *
  * Packets on the pool's port. A packet's key says what it is:
  *   WEFT__TP_KEY_ITEM  ov is a struct weft__tp_item (fn, arg) from the item freelist;
- *   WEFT__TP_KEY_OBJ   ov is the weft_overlapped embedded in a struct weft__tp_obj (work,
- *                      timer or wait object): one call of the object's callback;
+ *   WEFT__TP_KEY_OBJ   ov is a struct weft__tp_obj (work, timer or wait object), cast:
+ *                      one call of the object's callback;
  *   WEFT__TP_KEY_EXIT  the worker that takes it exits (weft_pool_destroy);
  *   anything else      an I/O completion; the key is the I/O object.
  * weft_port_post never touches ov, so an item is posted as a cast pointer and needs no
@@ -71,8 +71,9 @@ struct weft__tp_worker {
 /* ---- objects: work, timer, wait (one header), work.c ---- */
 enum weft__tp_kind { WEFT__TP_WORK = 1, WEFT__TP_TIMER = 2, WEFT__TP_WAITER = 3 };
 
+/* The object's one packet is the object itself: posted as (weft_overlapped *)obj, which
+ * the port never dereferences, at most once at a time. */
 struct weft__tp_obj {
-	weft_overlapped ov; /* the object's one packet (posted at most once at a time) */
 	uint32_t kind;
 	/* refs: the user's reference, one for the packet while it is posted, one per call
 	 * running. The object is freed when it drops to 0. */
