@@ -19,7 +19,8 @@
 #include "apc.h"
 #include "handle.h"
 
-#define WEFT__STACK_BLOCKS 8
+/* Wait blocks for up to 64 objects (Windows' whole range) live on the stack. */
+#define WEFT__STACK_BLOCKS 64
 
 /* Alert wakers, called by weft_thread_queue_apc with the target's APC lock held. */
 static void wake_any(void *ctx)
@@ -75,6 +76,9 @@ static int wait_any(struct weft_handle *const *hs, uint32_t n, struct weft__wait
 		wbs[i].w = w;
 		wbs[i].obj = h;
 		wbs[i].index = i;
+		/* Our own reference while linked: another thread may close its handle while
+		 * we sleep. Taken under the lock, from the caller's still-valid reference. */
+		weft__ref(h);
 		weft__wb_link(h, &wbs[i]);
 		linked = i + 1;
 		weft__obj_unlock(h);
@@ -116,6 +120,8 @@ static int wait_any(struct weft_handle *const *hs, uint32_t n, struct weft__wait
 		weft__wb_unlink(wbs[i].obj, &wbs[i]);
 		weft__obj_unlock(wbs[i].obj);
 	}
+	for (uint32_t i = 0; i < linked; i++)
+		weft__unref(wbs[i].obj);
 	if (st == WEFT__W_CANCEL)
 		return WEFT_WAIT_TIMEOUT;
 	if (st == WEFT__W_ALERT) {
@@ -184,8 +190,11 @@ static int wait_all(struct weft__wait_block *wbs, struct weft__wait_block **ord,
 			break;
 		}
 		if (!linked) {
-			for (uint32_t i = 0; i < n; i++)
+			/* our own references while linked, as in wait_any */
+			for (uint32_t i = 0; i < n; i++) {
+				weft__ref(wbs[i].obj);
 				weft__wb_link(wbs[i].obj, &wbs[i]);
+			}
 			linked = true;
 		}
 		/* Under all locks no signaller can poke us now, so a poke seen later is new. */
@@ -198,6 +207,9 @@ static int wait_all(struct weft__wait_block *wbs, struct weft__wait_block **ord,
 		for (uint32_t i = 0; i < n; i++)
 			weft__wb_unlink(wbs[i].obj, &wbs[i]);
 	unlock_all(ord, n);
+	if (linked)
+		for (uint32_t i = 0; i < n; i++)
+			weft__unref(wbs[i].obj);
 	if (alertable)
 		weft__apc_disarm();
 	if (res == WEFT_WAIT_IO_COMPLETION)
@@ -229,9 +241,7 @@ int weft_wait_many_ex(weft_handle *const *hs, size_t n, bool wait_all_, uint32_t
 			return -ENOMEM;
 		}
 	}
-	/* Our own references: another thread may close its handles while we wait. */
 	for (size_t i = 0; i < n; i++) {
-		weft__ref(hs[i]);
 		wbs[i].w = NULL;
 		wbs[i].obj = hs[i];
 		wbs[i].index = (uint32_t)i;
@@ -248,8 +258,6 @@ int weft_wait_many_ex(weft_handle *const *hs, size_t n, bool wait_all_, uint32_t
 	} else {
 		res = wait_any(hs, (uint32_t)n, wbs, &w, deadline, alertable);
 	}
-	for (size_t i = 0; i < n; i++)
-		weft__unref(hs[i]);
 	if (wbs != sbuf) {
 		free(wbs);
 		if (ord != sord)

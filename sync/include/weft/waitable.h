@@ -149,7 +149,7 @@ WEFT_API int weft_wait_ex(weft_handle *h, uint32_t timeout_ms, bool alertable);
  * none is touched (ABANDONED_0 + i names the lowest abandoned mutex). No 64-object limit.
  * Returns WEFT_WAIT_TIMEOUT on timeout. Errors: -EINVAL (hs NULL, n == 0, n >
  * WEFT_WAIT_MAX_OBJECTS, any handle NULL or dead, or the same object twice in a wait-all);
- * -ENOMEM (more than 8 objects need a heap wait-block array). */
+ * -ENOMEM (more than 64 objects need a heap wait-block array). */
 WEFT_API int weft_wait_many(weft_handle *const *hs, size_t n, bool wait_all, uint32_t timeout_ms);
 /* As weft_wait_many, alertable as weft_wait_ex (may return WEFT_WAIT_IO_COMPLETION).
  * Errors: as weft_wait_many. */
