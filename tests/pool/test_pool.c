@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <weft/waitable.h>
+
 #include "tp_util.h"
 
 static void test_pool_defaults(void **state)
@@ -240,6 +242,61 @@ static void test_pool_nested_wait_starvation_visible(void **state)
 	}
 }
 
+/* The same with real weft events: the sync layer's waits call the blocking hook. */
+struct evnest {
+	weft_pool *p;
+	weft_handle *ev[16];
+	uint32_t ran[16];
+};
+struct evarg {
+	struct evnest *n;
+	uint32_t i;
+};
+static struct evarg ev_args[16];
+
+static void ev_inner(void *arg)
+{
+	struct evarg *a = arg;
+	weft_event_set(a->n->ev[a->i]);
+}
+
+static void ev_outer(void *arg)
+{
+	struct evarg *a = arg;
+	if (weft_pool_submit(a->n->p, ev_inner, a) != 0)
+		abort();
+	if (weft_wait(a->n->ev[a->i], WEFT_INFINITE) == WEFT_WAIT_OBJECT_0)
+		weft__fadd_rel(&a->n->ran[a->i], 1u);
+}
+
+static void test_pool_nested_wait_weft_events(void **state)
+{
+	(void)state;
+	static struct evnest n;
+	memset(&n, 0, sizeof n);
+	weft_pool_config cfg = {1, 40, 1, "tp-evnest"};
+	n.p = weft_pool_create(&cfg);
+	for (uint32_t i = 0; i < 16; i++) {
+		n.ev[i] = weft_event_create(false, false);
+		ev_args[i].n = &n;
+		ev_args[i].i = i;
+	}
+	for (uint32_t i = 0; i < 16; i++)
+		assert_int_equal(weft_pool_submit(n.p, ev_outer, &ev_args[i]), 0);
+	bool done = TP_WAIT_UNTIL(({
+		bool ok = true;
+		for (uint32_t i = 0; ok && i < 16; i++)
+			ok = weft__load_acq(&n.ran[i]) == 1;
+		ok;
+	}), 30000);
+	weft_pool_stats s = tp_stats(n.p);
+	weft_pool_destroy(n.p);
+	for (uint32_t i = 0; i < 16; i++)
+		weft_handle_close(n.ev[i]);
+	assert_true(done);
+	assert_true(s.injected > 0);
+}
+
 /* ---- may run long ---- */
 
 struct longrun {
@@ -416,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_pool_destroy_under_load_loses_nothing),
 		cmocka_unit_test(test_pool_nested_wait_completes),
 		cmocka_unit_test(test_pool_nested_wait_starvation_visible),
+		cmocka_unit_test(test_pool_nested_wait_weft_events),
 		cmocka_unit_test(test_pool_may_run_long_adds_thread),
 		cmocka_unit_test(test_pool_idle_threads_retire),
 		cmocka_unit_test(test_pool_idle_burns_no_cpu),
