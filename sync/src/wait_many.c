@@ -177,14 +177,15 @@ static int wait_all(struct weft__wait_block *wbs, struct weft__wait_block **ord,
 	int res;
 	for (;;) {
 		lock_all(ord, n);
-		/* acquire: pairs with the waker's release; an alert wins over the objects. */
+		/* Objects first (as wait-any): if all can be acquired, pending APCs wait. */
+		res = try_all(wbs, n, w->self);
+		if (res >= 0)
+			break;
+		/* acquire: pairs with the waker's release. */
 		if (weft__load_acq(&w->state) == WEFT__W_ALERT) {
 			res = WEFT_WAIT_IO_COMPLETION;
 			break;
 		}
-		res = try_all(wbs, n, w->self);
-		if (res >= 0)
-			break;
 		if (deadline && weft__deadline_passed(deadline)) {
 			res = WEFT_WAIT_TIMEOUT;
 			break;

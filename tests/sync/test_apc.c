@@ -182,6 +182,20 @@ static void test_apc_bad_input(void **state)
 	/* an alertable wait with a signaled object and nothing queued is a plain wait */
 	weft_event_set(ev);
 	assert_int_equal(weft_wait_ex(ev, 0, true), WEFT_WAIT_OBJECT_0);
+	/* signaled objects win over queued APCs, which stay queued: wait-any and wait-all */
+	weft_handle *m = weft_event_create(true, true);
+	weft_handle *hs[2] = { m, ev };
+	reset_rec();
+	assert_int_equal(weft_thread_queue_apc(me, record, 6), 0);
+	assert_int_equal(weft_wait_many_ex(hs, 2, false, WEFT_INFINITE, true), WEFT_WAIT_OBJECT_0);
+	weft_event_set(ev);
+	assert_int_equal(weft_wait_many_ex(hs, 2, true, WEFT_INFINITE, true), WEFT_WAIT_OBJECT_0);
+	assert_int_equal(rec.n, 0);
+	/* ev was consumed by the wait-all: now the APC ends the wait */
+	assert_int_equal(weft_wait_many_ex(hs, 2, true, WEFT_INFINITE, true), WEFT_WAIT_IO_COMPLETION);
+	assert_int_equal(rec.n, 1);
+	assert_int_equal(rec.order[0], 6);
+	weft_handle_close(m);
 	weft_handle_close(me);
 	weft_handle_close(ev);
 }
