@@ -3,6 +3,7 @@
  * sleeping thread so it can exit", bad input, and the internal arm/disarm interface the
  * completion port uses. */
 #include <errno.h>
+#include <string.h>
 
 #include "apc.h"
 #include "waitable_util.h"
@@ -300,6 +301,107 @@ static void test_apc_flood_counts(void **state)
 	assert_int_equal(fl.ran, 3 * fl.per);
 }
 
+/* APCs racing hand-offs: a thread waits alertably (wait-any over two semaphores, and
+ * wait-all over two others) while one thread releases units and another queues APCs.
+ * Every unit is taken exactly once, every APC runs exactly once, nothing is lost when an
+ * alert and a claim arrive together. */
+struct alert_race {
+	weft_handle *any[2], *all[2];
+	uint64_t units;          /* released per semaphore */
+	uint64_t apcs;           /* queued */
+	uint64_t got_any, got_all, ran; /* written by the target only */
+	uint64_t bad;
+	uint32_t stop;
+	weft_handle *target;
+};
+
+static struct alert_race ar;
+
+static void ar_apc(uintptr_t arg)
+{
+	(void)arg;
+	ar.ran++;
+}
+
+static unsigned ar_target(void *arg)
+{
+	(void)arg;
+	for (uint64_t i = 0;; i++) {
+		bool done = wu_load(&ar.stop) && ar.ran == ar.apcs && ar.got_any == 2 * ar.units &&
+			    ar.got_all == ar.units;
+		if (done)
+			break;
+		bool any_left = ar.got_any < 2 * ar.units, all_left = ar.got_all < ar.units;
+		if (!any_left && !all_left) {
+			weft_sleep_ex(2, true); /* only APCs left */
+			continue;
+		}
+		bool use_any = any_left && (!all_left || (i & 1));
+		int r = use_any ? weft_wait_many_ex(ar.any, 2, false, 2, true)
+				: weft_wait_many_ex(ar.all, 2, true, 2, true);
+		if (r == 0 || r == 1)
+			use_any ? ar.got_any++ : ar.got_all++;
+		else if (r != WEFT_WAIT_TIMEOUT && r != WEFT_WAIT_IO_COMPLETION)
+			ar.bad++;
+	}
+	return 0;
+}
+
+static unsigned ar_releaser(void *arg)
+{
+	(void)arg;
+	for (uint64_t i = 0; i < ar.units; i++) {
+		weft_semaphore_release(ar.any[0], 1, NULL);
+		weft_semaphore_release(ar.any[1], 1, NULL);
+		weft_semaphore_release(ar.all[0], 1, NULL);
+		weft_semaphore_release(ar.all[1], 1, NULL);
+		if ((i & 15) == 0)
+			weft_sleep_ex(0, false);
+	}
+	return 0;
+}
+
+static unsigned ar_queuer(void *arg)
+{
+	(void)arg;
+	for (uint64_t i = 0; i < ar.apcs; i++) {
+		if (weft_thread_queue_apc(ar.target, ar_apc, i) != 0)
+			return 1;
+		if ((i & 15) == 0)
+			weft_sleep_ex(0, false);
+	}
+	return 0;
+}
+
+static void test_apc_alert_vs_handoff_race(void **state)
+{
+	(void)state;
+	memset(&ar, 0, sizeof ar);
+	ar.units = weft_test_iters(8000);
+	ar.apcs = weft_test_iters(8000);
+	for (int i = 0; i < 2; i++) {
+		ar.any[i] = weft_semaphore_create(0, 1 << 30);
+		ar.all[i] = weft_semaphore_create(0, 1 << 30);
+	}
+	ar.target = wu_start(ar_target, NULL);
+	weft_handle *r = wu_start(ar_releaser, NULL), *q = wu_start(ar_queuer, NULL);
+	wu_join(r);
+	wu_join(q);
+	__atomic_store_n(&ar.stop, 1, __ATOMIC_RELEASE);
+	assert_int_equal(weft_wait(ar.target, 60000), WEFT_WAIT_OBJECT_0);
+	weft_handle_close(ar.target);
+	assert_int_equal(ar.bad, 0);
+	assert_int_equal(ar.ran, ar.apcs);
+	assert_int_equal(ar.got_any, 2 * ar.units);
+	assert_int_equal(ar.got_all, ar.units);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(weft_wait(ar.any[i], 0), WEFT_WAIT_TIMEOUT);
+		assert_int_equal(weft_wait(ar.all[i], 0), WEFT_WAIT_TIMEOUT);
+		weft_handle_close(ar.any[i]);
+		weft_handle_close(ar.all[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +411,7 @@ int main(void)
 		cmocka_unit_test(test_apc_bad_input),
 		cmocka_unit_test(test_apc_arm_interface),
 		cmocka_unit_test(test_apc_flood_counts),
+		cmocka_unit_test(test_apc_alert_vs_handoff_race),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
