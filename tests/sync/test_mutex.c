@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include "lock_suite.h"
 #include "waitable_util.h"
 
 static void test_mutex_recursion(void **state)
@@ -197,6 +198,23 @@ static void test_mutex_exclusion_stress(void **state)
 	weft_handle_close(e.m);
 }
 
+/* The shared lock conformance suite (plain pthreads, so the lazily created per-thread
+ * block path carries the ownership), with the mutex as a lock and wait(0) as trylock. */
+static void *wm_create(void) { return weft_mutex_create(false); }
+static void wm_destroy(void *l) { weft_handle_close(l); }
+static void wm_lock(void *l, void *c) { (void)c; weft_wait(l, WEFT_INFINITE); }
+static bool wm_try(void *l, void *c) { (void)c; return weft_wait(l, 0) == WEFT_WAIT_OBJECT_0; }
+static void wm_unlock(void *l, void *c) { (void)c; weft_mutex_release(l); }
+static const struct lock_ops WM_OPS = { "weft_mutex", wm_create, wm_destroy, wm_lock, wm_try, wm_unlock };
+
+static void test_mutex_lock_suite(void **state)
+{
+	(void)state;
+	lock_suite_try(&WM_OPS);
+	lock_suite_stress(&WM_OPS, 2, weft_test_iters(50000));
+	lock_suite_stress(&WM_OPS, 4, weft_test_iters(20000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -206,6 +224,7 @@ int main(void)
 		cmocka_unit_test(test_mutex_abandoned_handoff_wait_many),
 		cmocka_unit_test(test_mutex_close_while_owned),
 		cmocka_unit_test(test_mutex_exclusion_stress),
+		cmocka_unit_test(test_mutex_lock_suite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
