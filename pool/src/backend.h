@@ -17,6 +17,7 @@
 
 #include <weft/pool.h>
 
+#include "atomic.h"
 #include "internal.h"
 
 enum weft__op_kind {
@@ -33,29 +34,30 @@ enum weft__op_kind {
 
 struct weft__device;
 
-/* The private view of weft_overlapped._private: one operation. All fields are written
- * by the submitting thread before arm and then only by the reaper (stage results) or
- * under the port's io lock (links, cancel), so no field needs atomics except cancel,
- * which the reaper reads while a canceller may set it. */
+/* The private view of weft_overlapped._private: one operation. The submitter fills it
+ * before arm; afterwards it is touched under the port's io lock (links, stages, cancel)
+ * or by the backend that holds the current stage (its queues, under its own locks). */
 struct weft__op {
 	struct weft__op *next, *prev; /* the port's in-flight list (io lock) */
 	struct weft__op *qnext;	      /* a backend's own queue (epoll: per-fd FIFO) */
 	struct weft__device *dev;
+	void *buf;
+	int *accepted;		/* accept: where the new socket goes */
+	struct sockaddr *addr;	/* recvfrom: the sender; sendto/connect: the destination */
+	socklen_t *fromlen;	/* recvfrom */
+	socklen_t alen;		/* sendto/connect: address length */
 	int fd;			/* the fd the current stage works on (accept: then the new socket) */
+	int file_fd;		/* sendfile: source */
+	uint32_t len, done;	/* done: bytes finished by earlier stages */
+	int32_t res;		/* a stage result parked by a backend */
 	uint8_t kind;		/* enum weft__op_kind */
 	uint8_t stage;		/* accept: 0 accepting, 1 reading the first bytes */
-	uint8_t addrlen;	/* sendto: bytes of addr used; connect: the same */
-	uint8_t pad0;
-	uint32_t cancel;	/* 1 once cancelled (atomic) */
-	uint32_t file_fd;	/* sendfile: source */
-	void *buf;
-	uint32_t len, done;	/* done: bytes finished by earlier stages */
-	int *accepted;		/* accept: where the new socket goes */
-	struct sockaddr *from;	/* recvfrom */
-	socklen_t *fromlen;
+	uint8_t bstate;		/* backend-private (epoll connect: 1 in progress) */
+	uint8_t live;		/* submitted and not yet completed (io lock) */
+	uint8_t cancel;		/* cancel requested (io lock) */
 	struct msghdr msg;	/* io_uring recvmsg/sendmsg: must live until the CQE */
 	struct iovec iov;
-	uint64_t addr[4];	/* sendto/connect: a copy of the address (up to 32 bytes) */
+	uint64_t addr_copy[4];	/* sendto: the address, when it fits */
 };
 _Static_assert(sizeof(struct weft__op) <= sizeof(((weft_overlapped *)0)->_private), "op fits in overlapped");
 
@@ -72,41 +74,69 @@ static inline weft_overlapped *weft__ov_of(struct weft__op *op)
  * address in the kernel (epoll data) and meet it in a late event after disassociate. */
 struct weft__device {
 	int fd;
-	uint32_t active; /* 1 while associated (io lock) */
+	uint32_t active;   /* 1 while associated (io lock) */
+	uint32_t nops;	   /* operations in flight on fd (io lock; futex for disassociate) */
+	uint8_t is_file;   /* a regular file (epoll cannot poll it) */
+	uint8_t seekable;  /* reads and writes use ov->offset */
 	uintptr_t key;
-	uint64_t be_area[12]; /* the backend's per-fd state */
+	uint64_t be_area[6]; /* the backend's per-fd state */
 };
 
 struct weft__backend_ops {
 	const char *name;
-	/* Creates the backend's state for port; 0 or a negative errno (the probe). */
+	/* Creates the backend's state for port (NULL: a probe); 0 or a negative errno. */
 	int (*init)(weft_port *port, void **be);
 	void (*fini)(void *be);
 	/* fd joins / leaves the device list (epoll: register / deregister). */
 	int (*attach)(void *be, struct weft__device *dev);
 	void (*detach)(void *be, struct weft__device *dev);
-	/* Starts the current stage of op. Returns 0 when the stage will be reported through
-	 * weft__port_stage_done, or a negative errno when it could not start (port.c then
-	 * completes the op with that error). */
-	int (*arm)(void *be, struct weft__op *op);
-	/* Asks the kernel to stop op (already marked cancelled); the stage still reports,
-	 * exactly once, possibly with its normal result. */
-	void (*cancel)(void *be, struct weft__op *op);
-	/* The reaper: waits for finished stages and reports them, until wake + stopping. */
+	/* Starts the current stage of op, under the port's io lock. Returns 1 when the
+	 * stage finished at once (result in *res), 0 when it will be reported later
+	 * through weft__port_stage_done (never from inside arm). */
+	int (*arm)(void *be, struct weft__op *op, int *res);
+	/* Stops op (marked cancelled), under the io lock. Returns true when it took the
+	 * op back before its stage finished (port.c completes it with -ECANCELED); false
+	 * when the stage will still be reported, exactly once, perhaps with -ECANCELED. */
+	bool (*cancel)(void *be, struct weft__op *op);
+	/* Optional: turns a reported result into the stage's result, under the io lock
+	 * (the reaper reads the op only there: the kernel's completion is no ordering a
+	 * race detector knows of, the io lock is). */
+	int (*reap)(void *be, struct weft__op *op, int res);
+	/* The reaper loop: waits for finished stages and reports them, until stopped. */
 	void (*wait)(void *be);
-	/* Makes wait return (the port is closing). */
+	/* Stops wait (the port is closing, nothing is in flight); under the io lock. */
 	void (*wake)(void *be);
 };
 
 extern const struct weft__backend_ops weft__backend_epoll;
 extern const struct weft__backend_ops weft__backend_uring; /* absent if WEFT_IO_URING=OFF */
 
-/* Called by the reaper for each finished stage (res: bytes / fd, or a negative errno).
- * Returns true when op needs another stage: the backend must then arm it again (the
- * epoll backend simply retries it at once). */
-WEFT_INTERNAL bool weft__port_stage_done(weft_port *port, struct weft__op *op, int res);
+/* Called by a reaper (no backend lock held) for each stage that finished later than
+ * arm: res is bytes / a new fd / 0, or a negative errno. */
+WEFT_INTERNAL void weft__port_stage_done(weft_port *port, struct weft__op *op, int res);
 
-/* True once the reaper should leave wait (the port is closing and nothing is in flight). */
-WEFT_INTERNAL bool weft__port_reaper_stop(weft_port *port);
+/* sendfile(2) from op->file_fd at ov->offset + op->done to op->fd, until all is sent
+ * (0), end of file (0), the socket is full (-EAGAIN) or an error; advances op->done.
+ * Shared by both backends. */
+WEFT_INTERNAL int weft__sendfile_some(struct weft__op *op);
+
+/* A small futex mutex (0 free, 1 held, 2 held with sleepers) that never calls the
+ * blocking hook: the hook itself takes the port's, and each is only held for a few
+ * loads, stores and non-blocking system calls. */
+WEFT_INTERNAL void weft__plock_slow(uint32_t *l);
+WEFT_INTERNAL void weft__punlock_slow(uint32_t *l);
+static inline void weft__plock(uint32_t *l)
+{
+	uint32_t z = 0;
+	/* acquire: pairs with the release in weft__punlock. */
+	if (!weft__cas_acq(l, &z, 1u))
+		weft__plock_slow(l);
+}
+static inline void weft__punlock(uint32_t *l)
+{
+	/* release: publishes the critical section to the next weft__plock. */
+	if (weft__xchg_rel(l, 0u) == 2)
+		weft__punlock_slow(l);
+}
 
 #endif

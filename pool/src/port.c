@@ -325,7 +325,7 @@ void weft__port_unref(weft_port *p)
 /* Queues k and hands packets to waiters; the caller holds the lock and drops it. */
 static int post_locked(weft_port *p, const struct weft__pkt *k)
 {
-	int r = q_grow(p, p->qlen + 1);
+	int r = q_grow(p, p->qlen + p->reserved + 1);
 	if (r < 0) {
 		weft__punlock(&p->lock);
 		return r;
@@ -348,10 +348,12 @@ int weft_port_post(weft_port *p, uint32_t bytes, uintptr_t key, weft_overlapped 
 	return post_locked(p, &k);
 }
 
-int weft__port_reserve(weft_port *p, uint32_t n)
+int weft__port_reserve(weft_port *p)
 {
 	weft__plock(&p->lock);
-	int r = q_grow(p, p->qlen + n);
+	int r = q_grow(p, p->qlen + p->reserved + 1);
+	if (r == 0)
+		p->reserved++;
 	weft__punlock(&p->lock);
 	return r;
 }
@@ -361,7 +363,8 @@ void weft__port_complete(weft_port *p, struct weft__op *op)
 	weft_overlapped *ov = weft__ov_of(op);
 	struct weft__pkt k = {ov->bytes, op->dev->key, ov};
 	weft__plock(&p->lock);
-	/* Cannot fail: port_io.c reserved a slot for every operation in flight. */
+	/* Cannot fail: weft__port_reserve made room for every operation in flight. */
+	p->reserved--;
 	post_locked(p, &k);
 }
 

@@ -1,12 +1,499 @@
-/* port_io.c - the device list, operations in flight and the reaper (in progress). */
+/* port_io.c - asynchronous operations on the port: the device list, the operations in
+ * flight, their stages, cancellation, and the reaper thread.
+ *
+ * Everything here runs under the port's io lock (p->iolock): submitting (so a backend
+ * may treat its submission side as single-threaded), each stage result, cancel,
+ * disassociate and close. An operation is "live" from a successful submit until its
+ * packet is queued; finishing it (op_finish) is the only place that clears live, and it
+ * runs once per operation because every path to it holds the io lock and checks live
+ * or owns the op's current stage. Multi-stage operations (send until every byte is out,
+ * accept then the first bytes, sendfile in rounds) advance here, the same way on both
+ * backends.
+ *
+ * The backend and its reaper thread start with the first associate: a port used only
+ * for posted packets costs no ring, no epoll set and no thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "futex.h"
 #include "port_impl.h"
+
+/* ---- stages ---- */
+
+/* Applies one stage result. Returns true when op needs another stage. */
+static bool stage_result(struct weft__op *op, int res)
+{
+	weft_overlapped *ov = weft__ov_of(op);
+	switch (op->kind) {
+	case WEFT__OP_SEND:
+	case WEFT__OP_SENDFILE:
+		if (res == -EAGAIN)
+			return true; /* sendfile on io_uring: the poll fired but the socket filled */
+		if (res > 0) {
+			op->done += (uint32_t)res;
+			if (op->done < op->len)
+				return true;
+		}
+		ov->status = res < 0 ? res : 0;
+		ov->bytes = op->done;
+		return false;
+	case WEFT__OP_ACCEPT:
+		if (op->stage == 0 && res >= 0) {
+			*op->accepted = res;
+			if (op->len > 0) {
+				op->stage = 1;
+				op->fd = res;
+				return true;
+			}
+			res = 0;
+		} else if (op->stage == 1 && res < 0) {
+			close(op->fd); /* the first bytes never came: drop the connection */
+			*op->accepted = -1;
+		}
+		ov->status = res < 0 ? res : 0;
+		ov->bytes = res > 0 && op->stage == 1 ? (uint32_t)res : 0;
+		return false;
+	case WEFT__OP_CONNECT:
+		ov->status = res < 0 ? res : 0;
+		ov->bytes = 0;
+		return false;
+	default:
+		ov->status = res < 0 ? res : 0;
+		ov->bytes = res > 0 ? (uint32_t)res : 0;
+		return false;
+	}
+}
+
+/* Unlinks op and queues its packet (io lock held). */
+static void op_finish(weft_port *p, struct weft__op *op)
+{
+	if (op->next)
+		op->next->prev = op->prev;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		p->ops = op->next;
+	op->live = 0;
+	struct weft__device *dev = op->dev;
+	/* relaxed stores: the futex words are read by the sleepers in disassociate and
+	 * close, which re-check under the io lock; the wake orders the rest. */
+	weft__store_rlx(&dev->nops, dev->nops - 1);
+	weft__store_rlx(&p->inflight, p->inflight - 1);
+	weft__port_complete(p, op);
+	if (!dev->active && dev->nops == 0)
+		weft__futex_wake(&dev->nops, INT32_MAX);
+	if (p->io_closed && p->inflight == 0)
+		weft__futex_wake(&p->inflight, INT32_MAX);
+}
+
+/* Feeds a stage result and arms the next stages until one is pending (io lock held). */
+static void op_advance(weft_port *p, struct weft__op *op, int res)
+{
+	for (;;) {
+		if (op->cancel && res < 0)
+			res = -ECANCELED; /* -EINTR, -EAGAIN...: what a cancelled stage says */
+		bool more = stage_result(op, res);
+		if (more && op->cancel) {
+			more = stage_result(op, -ECANCELED);
+		}
+		if (!more) {
+			op_finish(p, op);
+			return;
+		}
+		if (p->be->arm(p->bes, op, &res) == 0)
+			return;
+	}
+}
+
+void weft__port_stage_done(weft_port *p, struct weft__op *op, int res)
+{
+	weft__plock(&p->iolock);
+	if (p->be->reap)
+		res = p->be->reap(p->bes, op, res);
+	op_advance(p, op, res);
+	weft__punlock(&p->iolock);
+}
+
+int weft__sendfile_some(struct weft__op *op)
+{
+	weft_overlapped *ov = weft__ov_of(op);
+	while (op->done < op->len) {
+		off_t off = (off_t)(ov->offset + op->done);
+		ssize_t n = sendfile(op->fd, op->file_fd, &off, op->len - op->done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		if (n == 0)
+			return 0; /* end of file */
+		op->done += (uint32_t)n;
+	}
+	return 0;
+}
+
+/* ---- the backend and its reaper ---- */
+
+static void *reaper_main(void *arg)
+{
+	weft_port *p = arg;
+	p->be->wait(p->bes);
+	return NULL;
+}
+
+/* Starts the backend and the reaper (io lock held). The reaper blocks every signal:
+ * user handlers run on the user's threads, never on the port's. */
+static int io_start(weft_port *p)
+{
+	if (p->io_started)
+		return 0;
+	int r = p->be->init(p, &p->bes);
+	if (r < 0)
+		return r;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = -pthread_create(&p->reaper, NULL, reaper_main, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		p->be->fini(p->bes);
+		return r;
+	}
+	p->io_started = true;
+	return 0;
+}
+
+/* ---- the device list ---- */
+
+static struct weft__device *dev_get(weft_port *p, int fd)
+{
+	if (fd < 0 || (uint32_t)fd >= p->ndevs || !p->devs[fd] || !p->devs[fd]->active)
+		return NULL;
+	return p->devs[fd];
+}
+
+static int devs_grow(weft_port *p, int fd)
+{
+	if ((uint32_t)fd < p->ndevs)
+		return 0;
+	uint32_t n = p->ndevs ? p->ndevs : 64;
+	while (n <= (uint32_t)fd)
+		n *= 2;
+	struct weft__device **d = realloc(p->devs, sizeof *d * n);
+	if (!d)
+		return -ENOMEM;
+	memset(d + p->ndevs, 0, sizeof *d * (n - p->ndevs));
+	p->devs = d;
+	p->ndevs = n;
+	return 0;
+}
+
+static int associate_locked(weft_port *p, int fd, uintptr_t key)
+{
+	if (p->io_closed)
+		return -ESHUTDOWN;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	int r = io_start(p);
+	if (r == 0)
+		r = devs_grow(p, fd);
+	if (r < 0)
+		return r;
+	struct weft__device *dev = p->devs[fd];
+	if (dev && dev->active)
+		return -EEXIST;
+	if (!dev) {
+		dev = calloc(1, sizeof *dev);
+		if (!dev)
+			return -ENOMEM;
+		p->devs[fd] = dev;
+	}
+	struct stat st;
+	bool is_file = fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
+	*dev = (struct weft__device){.fd = fd, .key = key, .is_file = is_file};
+	dev->seekable = is_file || lseek(fd, 0, SEEK_CUR) >= 0;
+	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	r = p->be->attach(p->bes, dev);
+	if (r < 0)
+		return r;
+	dev->active = 1;
+	return 0;
+}
+
+int weft_port_associate(weft_port *p, int fd, uintptr_t key)
+{
+	if (fd < 0)
+		return -EBADF;
+	weft__plock(&p->iolock);
+	int r = associate_locked(p, fd, key);
+	weft__punlock(&p->iolock);
+	return r;
+}
+
+/* Cancels op (io lock held): at once if the backend took it back, else when its stage
+ * reports. */
+static void op_cancel(weft_port *p, struct weft__op *op)
+{
+	if (op->cancel)
+		return;
+	op->cancel = 1;
+	if (p->be->cancel(p->bes, op))
+		op_advance(p, op, -ECANCELED);
+}
+
+static int cancel_fd_locked(weft_port *p, struct weft__device *dev)
+{
+	int found = 0;
+	struct weft__op *op = p->ops;
+	while (op) {
+		/* op_cancel may finish op and unlink it: step first */
+		struct weft__op *next = op->next;
+		if (op->dev == dev) {
+			op_cancel(p, op);
+			found = 1;
+		}
+		op = next;
+	}
+	return found;
+}
+
+int weft_port_disassociate(weft_port *p, int fd)
+{
+	weft__plock(&p->iolock);
+	struct weft__device *dev = dev_get(p, fd);
+	if (!dev) {
+		weft__punlock(&p->iolock);
+		return -ENOENT;
+	}
+	dev->active = 0;
+	cancel_fd_locked(p, dev);
+	p->be->detach(p->bes, dev);
+	uint32_t n;
+	/* relaxed: re-read under the io lock before trusting it (see op_finish) */
+	while ((n = weft__load_rlx(&dev->nops)) != 0) {
+		weft__punlock(&p->iolock);
+		weft__futex_wait(&dev->nops, n, NULL);
+		weft__plock(&p->iolock);
+	}
+	weft__punlock(&p->iolock);
+	return 0;
+}
+
+int weft_port_close_fd(weft_port *p, int fd)
+{
+	int r = weft_port_disassociate(p, fd);
+	if (r == 0 && close(fd) < 0)
+		r = -errno;
+	return r;
+}
+
+/* ---- submission ---- */
+
+/* Submits op on fd: the fields for its kind are already set. */
+static int op_submit(weft_port *p, int fd, weft_overlapped *ov, struct weft__op *op)
+{
+	if (!ov)
+		return -EINVAL;
+	weft__plock(&p->iolock);
+	struct weft__device *dev = dev_get(p, fd);
+	int r = p->io_closed ? -ESHUTDOWN : !dev ? -EBADF : weft__port_reserve(p);
+	if (r < 0) {
+		weft__punlock(&p->iolock);
+		return r;
+	}
+	op->dev = dev;
+	op->fd = fd;
+	op->live = 1;
+	op->cancel = 0;
+	op->stage = 0;
+	op->bstate = 0;
+	op->done = 0;
+	op->prev = NULL;
+	op->next = p->ops;
+	if (p->ops)
+		p->ops->prev = op;
+	p->ops = op;
+	dev->nops++;
+	p->inflight++;
+	ov->status = -EINPROGRESS;
+	ov->bytes = 0;
+	int res;
+	if (p->be->arm(p->bes, op, &res) == 1)
+		op_advance(p, op, res);
+	weft__punlock(&p->iolock);
+	return 0;
+}
+
+static struct weft__op *op_init(weft_overlapped *ov, enum weft__op_kind kind, void *buf, uint32_t len)
+{
+	struct weft__op *op = weft__op_of(ov);
+	op->kind = (uint8_t)kind;
+	op->buf = buf;
+	op->len = len;
+	op->accepted = NULL;
+	op->addr = NULL;
+	op->fromlen = NULL;
+	op->alen = 0;
+	op->file_fd = -1;
+	return op;
+}
+
+int weft_port_read(weft_port *p, int fd, void *buf, uint32_t len, weft_overlapped *ov)
+{
+	if (!ov || (!buf && len))
+		return -EINVAL;
+	return op_submit(p, fd, ov, op_init(ov, WEFT__OP_READ, buf, len));
+}
+
+int weft_port_write(weft_port *p, int fd, const void *buf, uint32_t len, weft_overlapped *ov)
+{
+	if (!ov || (!buf && len))
+		return -EINVAL;
+	return op_submit(p, fd, ov, op_init(ov, WEFT__OP_WRITE, (void *)buf, len));
+}
+
+int weft_port_accept(weft_port *p, int fd, int *accepted, void *buf, uint32_t len, weft_overlapped *ov)
+{
+	if (!ov || !accepted || (!buf && len))
+		return -EINVAL;
+	struct weft__op *op = op_init(ov, WEFT__OP_ACCEPT, buf, len);
+	op->accepted = accepted;
+	*accepted = -1;
+	return op_submit(p, fd, ov, op);
+}
+
+int weft_port_connect(weft_port *p, int fd, const struct sockaddr *addr, socklen_t addrlen, weft_overlapped *ov)
+{
+	if (!ov || !addr)
+		return -EINVAL;
+	struct weft__op *op = op_init(ov, WEFT__OP_CONNECT, NULL, 0);
+	/* used only during this call: both backends hand it to the kernel in arm */
+	op->addr = (struct sockaddr *)(uintptr_t)addr;
+	op->alen = addrlen;
+	return op_submit(p, fd, ov, op);
+}
+
+int weft_port_recv(weft_port *p, int fd, void *buf, uint32_t len, weft_overlapped *ov)
+{
+	if (!ov || (!buf && len))
+		return -EINVAL;
+	return op_submit(p, fd, ov, op_init(ov, WEFT__OP_RECV, buf, len));
+}
+
+int weft_port_send(weft_port *p, int fd, const void *buf, uint32_t len, weft_overlapped *ov)
+{
+	if (!ov || (!buf && len))
+		return -EINVAL;
+	return op_submit(p, fd, ov, op_init(ov, WEFT__OP_SEND, (void *)buf, len));
+}
+
+int weft_port_recvfrom(weft_port *p, int fd, void *buf, uint32_t len, struct sockaddr *from, socklen_t *fromlen,
+		       weft_overlapped *ov)
+{
+	if (!ov || (!buf && len) || (from && !fromlen))
+		return -EINVAL;
+	struct weft__op *op = op_init(ov, WEFT__OP_RECVFROM, buf, len);
+	op->addr = from;
+	op->fromlen = fromlen;
+	return op_submit(p, fd, ov, op);
+}
+
+int weft_port_sendto(weft_port *p, int fd, const void *buf, uint32_t len, const struct sockaddr *to, socklen_t tolen,
+		     weft_overlapped *ov)
+{
+	if (!ov || (!buf && len) || !to)
+		return -EINVAL;
+	struct weft__op *op = op_init(ov, WEFT__OP_SENDTO, (void *)buf, len);
+	/* Copied when it fits (IPv4, IPv6), so the caller's may go away; a longer one
+	 * (AF_UNIX paths) must stay valid until the completion. */
+	if (tolen <= sizeof op->addr_copy) {
+		memcpy(op->addr_copy, to, tolen);
+		op->addr = (struct sockaddr *)(void *)op->addr_copy;
+	} else {
+		op->addr = (struct sockaddr *)(uintptr_t)to;
+	}
+	op->alen = tolen;
+	return op_submit(p, fd, ov, op);
+}
+
+int weft_port_sendfile(weft_port *p, int fd, int file_fd, uint32_t len, weft_overlapped *ov)
+{
+	if (!ov || file_fd < 0)
+		return -EINVAL;
+	struct weft__op *op = op_init(ov, WEFT__OP_SENDFILE, NULL, len);
+	op->file_fd = file_fd;
+	return op_submit(p, fd, ov, op);
+}
+
+int weft_port_cancel(weft_port *p, int fd, weft_overlapped *ov)
+{
+	weft__plock(&p->iolock);
+	int r = -ENOENT;
+	if (ov) {
+		struct weft__op *op = weft__op_of(ov);
+		/* live, and on fd: only then is the op ours to look at (see op_finish) */
+		bool mine = false;
+		for (struct weft__op *o = p->ops; o; o = o->next)
+			if (o == op) {
+				mine = o->dev->fd == fd;
+				break;
+			}
+		if (mine) {
+			op_cancel(p, op);
+			r = 0;
+		}
+	} else {
+		struct weft__device *dev = dev_get(p, fd);
+		if (dev && cancel_fd_locked(p, dev))
+			r = 0;
+	}
+	weft__punlock(&p->iolock);
+	return r;
+}
+
+/* ---- close ---- */
 
 void weft__port_io_close(weft_port *p)
 {
-	(void)p;
+	weft__plock(&p->iolock);
+	p->io_closed = 1;
+	for (struct weft__op *op = p->ops; op;) {
+		struct weft__op *next = op->next;
+		op_cancel(p, op);
+		op = next;
+	}
+	uint32_t n;
+	/* relaxed: re-read under the io lock (see op_finish) */
+	while ((n = weft__load_rlx(&p->inflight)) != 0) {
+		weft__punlock(&p->iolock);
+		weft__futex_wait(&p->inflight, n, NULL);
+		weft__plock(&p->iolock);
+	}
+	bool started = p->io_started;
+	if (started)
+		p->be->wake(p->bes);
+	weft__punlock(&p->iolock);
+	if (started) {
+		pthread_join(p->reaper, NULL);
+		for (uint32_t fd = 0; fd < p->ndevs; fd++)
+			if (p->devs[fd] && p->devs[fd]->active)
+				p->be->detach(p->bes, p->devs[fd]);
+		p->be->fini(p->bes);
+		p->io_started = false;
+	}
 }
 
 void weft__port_io_free(weft_port *p)
 {
-	(void)p;
+	for (uint32_t fd = 0; fd < p->ndevs; fd++)
+		free(p->devs[fd]);
+	free(p->devs);
 }

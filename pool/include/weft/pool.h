@@ -34,12 +34,12 @@ typedef struct weft_port weft_port;
  * file reads, writes and sendfile; status (0 or a negative errno) and bytes hold the
  * result once the completion is dequeued. The private area is the operation's state. */
 typedef struct weft_overlapped {
-	uint64_t _private[24];
+	uint64_t _private[28];
 	int32_t status;
 	uint32_t bytes;
 	uint64_t offset;
 } weft_overlapped;
-WEFT__STATIC_ASSERT(sizeof(weft_overlapped) == 208, "weft_overlapped ABI");
+WEFT__STATIC_ASSERT(sizeof(weft_overlapped) == 240, "weft_overlapped ABI");
 
 /* One dequeued packet, as GetQueuedCompletionStatusEx's OVERLAPPED_ENTRY. */
 typedef struct weft_completion {

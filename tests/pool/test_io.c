@@ -1,0 +1,704 @@
+/* test_io.c - asynchronous operations completing onto the port, on the backend named
+ * by WEFT_BACKEND: every operation, its errors, cancel, closed fds and ports, and a TCP
+ * echo with a byte-exact check. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <weft/pool.h>
+
+#include "atomic.h"
+#include "weft_test.h"
+
+#define T_MS 10000u /* generous bound for a completion that must come */
+
+/* Dequeues one completion and checks it is ov's. */
+static void expect(weft_port *p, weft_overlapped *ov, uintptr_t key)
+{
+	uint32_t bytes;
+	uintptr_t k;
+	weft_overlapped *got = NULL;
+	assert_int_equal(weft_port_get(p, &bytes, &k, &got, T_MS), 0);
+	assert_ptr_equal(got, ov);
+	assert_int_equal(k, key);
+	assert_int_equal(bytes, ov->bytes);
+}
+
+static void expect_none(weft_port *p)
+{
+	assert_int_equal(weft_port_get(p, NULL, NULL, NULL, 30), -ETIMEDOUT);
+}
+
+static int listener(uint16_t *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(fd, 64), 0);
+	socklen_t l = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static struct sockaddr_in loop_addr(uint16_t port)
+{
+	return (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port),
+				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+}
+
+/* A connected pair over loopback TCP, made with plain blocking calls. */
+static void tcp_pair(int *a, int *b)
+{
+	uint16_t port;
+	int l = listener(&port);
+	*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = loop_addr(port);
+	assert_int_equal(connect(*a, (struct sockaddr *)&sa, sizeof sa), 0);
+	*b = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(*b >= 0);
+	close(l);
+}
+
+static weft_port *mkport(void)
+{
+	weft_port *p = weft_port_create(2);
+	assert_non_null(p);
+	const char *be = getenv("WEFT_BACKEND");
+	if (be && *be)
+		assert_string_equal(weft_port_backend(p), be);
+	return p;
+}
+
+/* ---- files ---- */
+
+static void test_io_file_read_write_offset(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	char path[] = "/tmp/weft-io-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(weft_port_associate(p, fd, 11), 0);
+	assert_int_equal(weft_port_associate(p, fd, 12), -EEXIST);
+	weft_overlapped w = {.offset = 4096}, r = {.offset = 4096 + 6}, eof = {.offset = 1u << 20};
+	assert_int_equal(weft_port_write(p, fd, "hello world", 11, &w), 0);
+	expect(p, &w, 11);
+	assert_int_equal(w.status, 0);
+	assert_int_equal(w.bytes, 11);
+	char buf[32] = {0};
+	assert_int_equal(weft_port_read(p, fd, buf, sizeof buf, &r), 0);
+	expect(p, &r, 11);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.bytes, 5);
+	assert_memory_equal(buf, "world", 5);
+	assert_int_equal(weft_port_read(p, fd, buf, sizeof buf, &eof), 0);
+	expect(p, &eof, 11);
+	assert_int_equal(eof.status, 0);
+	assert_int_equal(eof.bytes, 0);
+	assert_int_equal(weft_port_close_fd(p, fd), 0);
+	weft_port_close(p);
+}
+
+static void test_io_bad_fd(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	weft_overlapped ov;
+	char b[4];
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(weft_port_recv(p, fds[0], b, 4, &ov), -EBADF); /* not associated */
+	assert_int_equal(weft_port_associate(p, -1, 0), -EBADF);
+	close(fds[1]);
+	assert_int_equal(weft_port_associate(p, fds[1], 0), -EBADF); /* closed */
+	assert_int_equal(weft_port_disassociate(p, fds[0]), -ENOENT);
+	assert_int_equal(weft_port_cancel(p, fds[0], NULL), -ENOENT);
+	close(fds[0]);
+	expect_none(p);
+	weft_port_close(p);
+}
+
+/* a pipe: read without offset, write, EOF */
+static void test_io_pipe_read_eof(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	int fds[2];
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	assert_int_equal(weft_port_associate(p, fds[0], 1), 0);
+	assert_int_equal(weft_port_associate(p, fds[1], 2), 0);
+	char buf[16];
+	weft_overlapped r = {0}, w = {0};
+	assert_int_equal(weft_port_read(p, fds[0], buf, sizeof buf, &r), 0);
+	expect_none(p); /* nothing written yet: the read waits */
+	assert_int_equal(weft_port_write(p, fds[1], "abc", 3, &w), 0);
+	int seen_r = 0, seen_w = 0;
+	for (int i = 0; i < 2; i++) {
+		weft_overlapped *ov;
+		uintptr_t key;
+		assert_int_equal(weft_port_get(p, NULL, &key, &ov, T_MS), 0);
+		if (ov == &r) {
+			seen_r++;
+			assert_int_equal(key, 1);
+		} else {
+			assert_ptr_equal(ov, &w);
+			seen_w++;
+		}
+	}
+	assert_int_equal(seen_r, 1);
+	assert_int_equal(seen_w, 1);
+	assert_int_equal(r.bytes, 3);
+	assert_memory_equal(buf, "abc", 3);
+	assert_int_equal(weft_port_close_fd(p, fds[1]), 0);
+	assert_int_equal(weft_port_read(p, fds[0], buf, sizeof buf, &r), 0);
+	expect(p, &r, 1);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.bytes, 0); /* EOF */
+	assert_int_equal(weft_port_close_fd(p, fds[0]), 0);
+	weft_port_close(p);
+}
+
+/* ---- TCP ---- */
+
+static void test_io_accept_connect_send_recv(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	uint16_t port;
+	int l = listener(&port);
+	assert_int_equal(weft_port_associate(p, l, 100), 0);
+	int acc[2];
+	weft_overlapped aov[2];
+	memset(aov, 0, sizeof aov);
+	for (int i = 0; i < 2; i++) /* pre-posted accepts, as with AcceptEx */
+		assert_int_equal(weft_port_accept(p, l, &acc[i], NULL, 0, &aov[i]), 0);
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(weft_port_associate(p, c, 200), 0);
+	struct sockaddr_in sa = loop_addr(port);
+	weft_overlapped cov = {0};
+	assert_int_equal(weft_port_connect(p, c, (struct sockaddr *)&sa, sizeof sa, &cov), 0);
+	int got_accept = 0, got_connect = 0;
+	int s = -1;
+	for (int i = 0; i < 2; i++) {
+		weft_overlapped *ov;
+		uintptr_t key;
+		assert_int_equal(weft_port_get(p, NULL, &key, &ov, T_MS), 0);
+		if (ov == &cov) {
+			got_connect++;
+			assert_int_equal(key, 200);
+			assert_int_equal(cov.status, 0);
+		} else {
+			got_accept++;
+			assert_int_equal(key, 100);
+			assert_ptr_equal(ov, &aov[0]); /* accepts complete in order */
+			assert_int_equal(ov->status, 0);
+			s = acc[0];
+		}
+	}
+	assert_int_equal(got_accept, 1);
+	assert_int_equal(got_connect, 1);
+	assert_true(s >= 0);
+	assert_int_equal(weft_port_associate(p, s, 300), 0);
+	char rbuf[64];
+	weft_overlapped rov = {0}, sov = {0};
+	assert_int_equal(weft_port_recv(p, s, rbuf, sizeof rbuf, &rov), 0);
+	assert_int_equal(weft_port_send(p, c, "ping", 4, &sov), 0);
+	for (int i = 0; i < 2; i++) {
+		weft_overlapped *ov;
+		assert_int_equal(weft_port_get(p, NULL, NULL, &ov, T_MS), 0);
+		assert_true(ov == &rov || ov == &sov);
+	}
+	assert_int_equal(sov.status, 0);
+	assert_int_equal(sov.bytes, 4);
+	assert_int_equal(rov.status, 0);
+	assert_int_equal(rov.bytes, 4);
+	assert_memory_equal(rbuf, "ping", 4);
+	/* the second accept is still pending: close the listener under it */
+	assert_int_equal(weft_port_close_fd(p, l), 0);
+	expect(p, &aov[1], 100);
+	assert_int_equal(aov[1].status, -ECANCELED);
+	assert_int_equal(acc[1], -1);
+	/* EOF: the peer shuts down its side */
+	shutdown(c, SHUT_WR);
+	assert_int_equal(weft_port_recv(p, s, rbuf, sizeof rbuf, &rov), 0);
+	expect(p, &rov, 300);
+	assert_int_equal(rov.status, 0);
+	assert_int_equal(rov.bytes, 0);
+	assert_int_equal(weft_port_close_fd(p, s), 0);
+	assert_int_equal(weft_port_close_fd(p, c), 0);
+	expect_none(p);
+	weft_port_close(p);
+}
+
+static void test_io_accept_first_bytes(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	uint16_t port;
+	int l = listener(&port);
+	assert_int_equal(weft_port_associate(p, l, 1), 0);
+	int acc = -2;
+	char buf[64];
+	weft_overlapped aov = {0};
+	assert_int_equal(weft_port_accept(p, l, &acc, buf, sizeof buf, &aov), 0);
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = loop_addr(port);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+	expect_none(p); /* connected, but no bytes yet */
+	assert_int_equal(send(c, "first", 5, 0), 5);
+	expect(p, &aov, 1);
+	assert_int_equal(aov.status, 0);
+	assert_int_equal(aov.bytes, 5);
+	assert_memory_equal(buf, "first", 5);
+	assert_true(acc >= 0);
+	close(acc);
+	/* an accept waiting for bytes, cancelled: the connection is dropped */
+	assert_int_equal(weft_port_accept(p, l, &acc, buf, sizeof buf, &aov), 0);
+	int c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(c2, (struct sockaddr *)&sa, sizeof sa), 0);
+	usleep(20000);
+	assert_int_equal(weft_port_cancel(p, l, &aov), 0);
+	expect(p, &aov, 1);
+	assert_int_equal(aov.status, -ECANCELED);
+	assert_int_equal(acc, -1);
+	char x;
+	assert_int_equal(recv(c2, &x, 1, 0), 0); /* the server side was closed */
+	close(c);
+	close(c2);
+	assert_int_equal(weft_port_close_fd(p, l), 0);
+	weft_port_close(p);
+}
+
+static void test_io_connect_refused(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	uint16_t port;
+	int l = listener(&port);
+	close(l); /* nobody listens there any more */
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(weft_port_associate(p, c, 5), 0);
+	struct sockaddr_in sa = loop_addr(port);
+	weft_overlapped cov = {0};
+	assert_int_equal(weft_port_connect(p, c, (struct sockaddr *)&sa, sizeof sa, &cov), 0);
+	expect(p, &cov, 5);
+	assert_int_equal(cov.status, -ECONNREFUSED);
+	assert_int_equal(weft_port_close_fd(p, c), 0);
+	weft_port_close(p);
+}
+
+static void test_io_peer_reset(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	int a, b;
+	tcp_pair(&a, &b);
+	assert_int_equal(weft_port_associate(p, a, 7), 0);
+	char buf[16];
+	weft_overlapped rov = {0}, sov = {0};
+	assert_int_equal(weft_port_recv(p, a, buf, sizeof buf, &rov), 0);
+	struct linger lg = {1, 0};
+	setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(b); /* RST */
+	expect(p, &rov, 7);
+	assert_int_equal(rov.status, -ECONNRESET);
+	/* sending to a reset peer fails too, without SIGPIPE */
+	static char big[1 << 16];
+	assert_int_equal(weft_port_send(p, a, big, sizeof big, &sov), 0);
+	expect(p, &sov, 7);
+	assert_true(sov.status == -EPIPE || sov.status == -ECONNRESET);
+	assert_int_equal(weft_port_close_fd(p, a), 0);
+	weft_port_close(p);
+}
+
+/* send completes only when every byte is out, however large */
+static void *drain_thread(void *v)
+{
+	int *fd = v;
+	static char sink[1 << 16];
+	uint64_t total = 0;
+	ssize_t n;
+	while ((n = recv(fd[0], sink, sizeof sink, 0)) > 0)
+		total += (uint64_t)n;
+	fd[1] = (int)(total >> 10);
+	return NULL;
+}
+
+static void test_io_send_all_bytes(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	int a, b;
+	tcp_pair(&a, &b);
+	int sz = 4096;
+	setsockopt(a, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	assert_int_equal(weft_port_associate(p, a, 1), 0);
+	uint32_t len = 8u << 20; /* far beyond the socket buffer */
+	char *big = malloc(len);
+	memset(big, 'x', len);
+	int arg[2] = {b, 0};
+	pthread_t t;
+	pthread_create(&t, NULL, drain_thread, arg);
+	weft_overlapped sov = {0};
+	assert_int_equal(weft_port_send(p, a, big, len, &sov), 0);
+	expect(p, &sov, 1);
+	assert_int_equal(sov.status, 0);
+	assert_int_equal(sov.bytes, len);
+	assert_int_equal(weft_port_close_fd(p, a), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(arg[1], (int)(len >> 10));
+	close(b);
+	free(big);
+	weft_port_close(p);
+}
+
+/* ---- cancel, closed fds, closed port ---- */
+
+static void test_io_cancel(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	int a, b;
+	tcp_pair(&a, &b);
+	assert_int_equal(weft_port_associate(p, a, 3), 0);
+	char buf[3][8];
+	weft_overlapped ov[3];
+	memset(ov, 0, sizeof ov);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(weft_port_recv(p, a, buf[i], 8, &ov[i]), 0);
+	assert_int_equal(weft_port_cancel(p, b, &ov[0]), -ENOENT); /* wrong fd */
+	assert_int_equal(weft_port_cancel(p, a, &ov[1]), 0);
+	expect(p, &ov[1], 3);
+	assert_int_equal(ov[1].status, -ECANCELED);
+	assert_int_equal(weft_port_cancel(p, a, &ov[1]), -ENOENT); /* completed already */
+	assert_int_equal(weft_port_cancel(p, a, NULL), 0);	    /* all the rest */
+	int seen[3] = {0};
+	for (int i = 0; i < 2; i++) {
+		weft_overlapped *got;
+		assert_int_equal(weft_port_get(p, NULL, NULL, &got, T_MS), 0);
+		seen[got - ov]++;
+		assert_int_equal(got->status, -ECANCELED);
+	}
+	assert_int_equal(seen[0], 1);
+	assert_int_equal(seen[2], 1);
+	expect_none(p); /* exactly once */
+	assert_int_equal(weft_port_cancel(p, a, NULL), -ENOENT);
+	/* the socket still works after a cancel */
+	assert_int_equal(weft_port_recv(p, a, buf[0], 8, &ov[0]), 0);
+	assert_int_equal(send(b, "ok", 2, 0), 2);
+	expect(p, &ov[0], 3);
+	assert_int_equal(ov[0].status, 0);
+	assert_int_equal(ov[0].bytes, 2);
+	close(b);
+	assert_int_equal(weft_port_close_fd(p, a), 0);
+	weft_port_close(p);
+}
+
+static void test_io_close_fd_completes_pending(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	int a, b;
+	tcp_pair(&a, &b);
+	assert_int_equal(weft_port_associate(p, a, 9), 0);
+	char buf[4][8];
+	weft_overlapped ov[4];
+	memset(ov, 0, sizeof ov);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(weft_port_recv(p, a, buf[i], 8, &ov[i]), 0);
+	assert_int_equal(weft_port_close_fd(p, a), 0);
+	/* close_fd returned: every operation has completed, into the queue */
+	int seen[4] = {0};
+	for (int i = 0; i < 4; i++) {
+		weft_overlapped *got;
+		uintptr_t key;
+		assert_int_equal(weft_port_get(p, NULL, &key, &got, 0), 0);
+		assert_int_equal(key, 9);
+		assert_int_equal(got->status, -ECANCELED);
+		seen[got - ov]++;
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(seen[i], 1);
+	expect_none(p);
+	weft_overlapped late = {0};
+	assert_int_equal(weft_port_recv(p, a, buf[0], 8, &late), -EBADF);
+	close(b);
+	weft_port_close(p);
+}
+
+static void test_io_port_close_completes_pending(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	int a, b;
+	tcp_pair(&a, &b);
+	assert_int_equal(weft_port_associate(p, a, 4), 0);
+	assert_int_equal(weft_port_post(p, 0, 77, NULL), 0);
+	assert_int_equal(weft_port_get(p, NULL, NULL, NULL, 0), 0); /* main uses the port */
+	char buf[8];
+	weft_overlapped ov = {0};
+	assert_int_equal(weft_port_recv(p, a, buf, 8, &ov), 0);
+	weft_port_close(p);
+	weft_overlapped late = {0};
+	assert_int_equal(weft_port_recv(p, a, buf, 8, &late), -ESHUTDOWN);
+	weft_overlapped *got = NULL;
+	assert_int_equal(weft_port_get(p, NULL, NULL, &got, 0), 0);
+	assert_ptr_equal(got, &ov);
+	assert_int_equal(ov.status, -ECANCELED);
+	assert_int_equal(weft_port_get(p, NULL, NULL, &got, 0), -ESHUTDOWN);
+	close(a);
+	close(b);
+}
+
+/* ---- datagrams ---- */
+
+static int udp_bound(struct sockaddr_in *a)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	*a = loop_addr(0);
+	assert_int_equal(bind(fd, (struct sockaddr *)a, sizeof *a), 0);
+	socklen_t l = sizeof *a;
+	getsockname(fd, (struct sockaddr *)a, &l);
+	return fd;
+}
+
+static void test_io_recvfrom_sendto(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	struct sockaddr_in aa, ba;
+	int a = udp_bound(&aa), b = udp_bound(&ba);
+	assert_int_equal(weft_port_associate(p, a, 1), 0);
+	assert_int_equal(weft_port_associate(p, b, 2), 0);
+	char buf[32];
+	struct sockaddr_in from = {0};
+	socklen_t fromlen = sizeof from;
+	weft_overlapped rov = {0}, sov = {0};
+	assert_int_equal(weft_port_recvfrom(p, b, buf, sizeof buf, (struct sockaddr *)&from, &fromlen, &rov), 0);
+	{
+		struct sockaddr_in to = ba; /* copied during the call */
+		assert_int_equal(weft_port_sendto(p, a, "dgram", 5, (struct sockaddr *)&to, sizeof to, &sov), 0);
+		memset(&to, 0, sizeof to);
+	}
+	for (int i = 0; i < 2; i++) {
+		weft_overlapped *got;
+		assert_int_equal(weft_port_get(p, NULL, NULL, &got, T_MS), 0);
+		assert_true(got == &rov || got == &sov);
+	}
+	assert_int_equal(sov.status, 0);
+	assert_int_equal(sov.bytes, 5);
+	assert_int_equal(rov.status, 0);
+	assert_int_equal(rov.bytes, 5);
+	assert_memory_equal(buf, "dgram", 5);
+	assert_int_equal(fromlen, sizeof from);
+	assert_int_equal(from.sin_port, aa.sin_port);
+	assert_int_equal(from.sin_addr.s_addr, aa.sin_addr.s_addr);
+	assert_int_equal(weft_port_close_fd(p, a), 0);
+	assert_int_equal(weft_port_close_fd(p, b), 0);
+	weft_port_close(p);
+}
+
+/* ---- sendfile ---- */
+
+static uint8_t pat(uint64_t i)
+{
+	return (uint8_t)(i * 131u + (i >> 11) + 7u);
+}
+
+struct sink_arg {
+	int fd;
+	uint64_t got, bad;
+};
+
+static void *sink_thread(void *v)
+{
+	struct sink_arg *s = v;
+	static uint8_t b[1 << 16];
+	ssize_t n;
+	while ((n = recv(s->fd, b, sizeof b, 0)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			if (b[i] != pat(s->got + 100 + (uint64_t)i))
+				s->bad++;
+		s->got += (uint64_t)n;
+	}
+	return NULL;
+}
+
+static void test_io_sendfile(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	char path[] = "/tmp/weft-sf-XXXXXX";
+	int f = mkstemp(path);
+	unlink(path);
+	uint32_t size = 3u << 20;
+	uint8_t *data = malloc(size);
+	for (uint32_t i = 0; i < size; i++)
+		data[i] = pat(i);
+	assert_int_equal(write(f, data, size), (ssize_t)size);
+	free(data);
+	int a, b;
+	tcp_pair(&a, &b);
+	assert_int_equal(weft_port_associate(p, a, 1), 0);
+	struct sink_arg s = {b, 0, 0};
+	pthread_t t;
+	pthread_create(&t, NULL, sink_thread, &s);
+	/* from offset 100, more than the file holds: stops at end of file */
+	weft_overlapped ov = {.offset = 100};
+	assert_int_equal(weft_port_sendfile(p, a, f, size, &ov), 0);
+	expect(p, &ov, 1);
+	assert_int_equal(ov.status, 0);
+	assert_int_equal(ov.bytes, size - 100);
+	assert_int_equal(weft_port_close_fd(p, a), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(s.got, size - 100);
+	assert_int_equal(s.bad, 0);
+	close(b);
+	close(f);
+	weft_port_close(p);
+}
+
+/* ---- a TCP echo through the port ---- */
+
+enum { K_STOP = 0, K_SRV = 1, K_CLI = 2 };
+#define ECHO_CHUNK (64u << 10)
+
+struct echo {
+	weft_port *p;
+	int srv, cli;
+	uint64_t total;
+	/* server: recv then send back what came, one op at a time */
+	weft_overlapped srv_ov;
+	uint8_t srv_buf[ECHO_CHUNK];
+	bool srv_sending;
+	/* client sender and receiver */
+	weft_overlapped tx_ov, rx_ov;
+	uint8_t tx_buf[ECHO_CHUNK], rx_buf[ECHO_CHUNK];
+	uint64_t sent, received, bad;
+	uint32_t done;	 /* atomic */
+	uint32_t errors; /* atomic */
+};
+
+static void echo_tx(struct echo *e)
+{
+	uint32_t n = e->total - e->sent < ECHO_CHUNK ? (uint32_t)(e->total - e->sent) : ECHO_CHUNK;
+	for (uint32_t i = 0; i < n; i++)
+		e->tx_buf[i] = pat(e->sent + i);
+	if (weft_port_send(e->p, e->cli, e->tx_buf, n, &e->tx_ov) != 0)
+		weft__fadd_rlx(&e->errors, 1u);
+}
+
+static void echo_step(struct echo *e, weft_overlapped *ov)
+{
+	if (ov->status != 0) {
+		weft__fadd_rlx(&e->errors, 1u);
+		weft__store_rel(&e->done, 1u);
+		return;
+	}
+	if (ov == &e->srv_ov) {
+		if (!e->srv_sending && ov->bytes == 0)
+			return; /* the client closed */
+		e->srv_sending = !e->srv_sending;
+		if (e->srv_sending)
+			weft_port_send(e->p, e->srv, e->srv_buf, ov->bytes, &e->srv_ov);
+		else
+			weft_port_recv(e->p, e->srv, e->srv_buf, ECHO_CHUNK, &e->srv_ov);
+	} else if (ov == &e->tx_ov) {
+		e->sent += ov->bytes;
+		if (e->sent < e->total)
+			echo_tx(e);
+	} else {
+		for (uint32_t i = 0; i < ov->bytes; i++)
+			if (e->rx_buf[i] != pat(e->received + i))
+				e->bad++;
+		e->received += ov->bytes;
+		if (e->received == e->total || ov->bytes == 0)
+			weft__store_rel(&e->done, 1u);
+		else
+			weft_port_recv(e->p, e->cli, e->rx_buf, ECHO_CHUNK, &e->rx_ov);
+	}
+}
+
+static void *echo_worker(void *v)
+{
+	struct echo *e = v;
+	for (;;) {
+		weft_overlapped *ov;
+		uintptr_t key;
+		if (weft_port_get(e->p, NULL, &key, &ov, WEFT_INFINITE) != 0 || key == K_STOP)
+			return NULL;
+		echo_step(e, ov);
+	}
+}
+
+static void test_io_tcp_echo_100mb(void **state)
+{
+	(void)state;
+	struct echo *e = calloc(1, sizeof *e);
+	e->p = mkport();
+	e->total = weft_test_iters(100ull << 20) + 12345; /* not a multiple of the chunk */
+	tcp_pair(&e->cli, &e->srv);
+	assert_int_equal(weft_port_associate(e->p, e->srv, K_SRV), 0);
+	assert_int_equal(weft_port_associate(e->p, e->cli, K_CLI), 0);
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, echo_worker, e);
+	assert_int_equal(weft_port_recv(e->p, e->srv, e->srv_buf, ECHO_CHUNK, &e->srv_ov), 0);
+	assert_int_equal(weft_port_recv(e->p, e->cli, e->rx_buf, ECHO_CHUNK, &e->rx_ov), 0);
+	echo_tx(e);
+	uint64_t t0 = weft_test_now_ns();
+	while (!weft__load_acq(&e->done) && weft_test_now_ns() - t0 < 120000000000ull)
+		usleep(2000);
+	for (int i = 0; i < 2; i++)
+		weft_port_post(e->p, 0, K_STOP, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(e->errors, 0);
+	assert_int_equal(e->sent, e->total);
+	assert_int_equal(e->received, e->total);
+	assert_int_equal(e->bad, 0);
+	assert_int_equal(weft_port_close_fd(e->p, e->cli), 0);
+	assert_int_equal(weft_port_close_fd(e->p, e->srv), 0);
+	weft_port_close(e->p);
+	free(e);
+}
+
+int main(void)
+{
+	const char *be = getenv("WEFT_BACKEND");
+	if (be && *be && !weft_port_backend_available(be)) {
+		fprintf(stderr, "backend %s unavailable here: skipped\n", be);
+		return 77;
+	}
+	signal(SIGPIPE, SIG_IGN); /* sendfile cannot say MSG_NOSIGNAL */
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_io_file_read_write_offset),
+		cmocka_unit_test(test_io_bad_fd),
+		cmocka_unit_test(test_io_pipe_read_eof),
+		cmocka_unit_test(test_io_accept_connect_send_recv),
+		cmocka_unit_test(test_io_accept_first_bytes),
+		cmocka_unit_test(test_io_connect_refused),
+		cmocka_unit_test(test_io_peer_reset),
+		cmocka_unit_test(test_io_send_all_bytes),
+		cmocka_unit_test(test_io_cancel),
+		cmocka_unit_test(test_io_close_fd_completes_pending),
+		cmocka_unit_test(test_io_port_close_completes_pending),
+		cmocka_unit_test(test_io_recvfrom_sendto),
+		cmocka_unit_test(test_io_sendfile),
+		cmocka_unit_test(test_io_tcp_echo_100mb),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
