@@ -92,7 +92,6 @@ void weft_mcs_lock(weft_mcslock *m, weft_mcs_node *node)
 	__atomic_fetch_add(&l->queued, 1, __ATOMIC_SEQ_CST);
 	weft__store_rel(&pred->next, me);
 	mcs_wait(me);
-	__atomic_fetch_sub(&l->queued, 1, __ATOMIC_SEQ_CST);
 }
 
 bool weft_mcs_trylock(weft_mcslock *m, weft_mcs_node *node)
@@ -135,6 +134,10 @@ void weft_mcs_unlock(weft_mcslock *m, weft_mcs_node *node)
 	 * Lifetime: once state is 0 the successor may return and its node die; a futex
 	 * wake on a dead stack address can at most wake some other futex waiter spuriously,
 	 * and every weft waiter re-checks its condition. */
+	/* succ leaves the queue now, not when it wakes: a holder that re-locks at once must
+	 * not find the queue "full" and park at the gate behind a waiter that is already
+	 * the owner. Its increment happened before it linked itself, which we observed. */
+	__atomic_fetch_sub(&l->queued, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_exchange_n(&succ->state, 0u, __ATOMIC_SEQ_CST) == 2)
 		weft__futex_wake(&succ->state, 1);
 	gate_after_handoff(&l->gate, false, quantum);

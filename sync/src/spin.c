@@ -22,13 +22,7 @@ void weft_spin_init(weft_spinlock *l)
 	*l = (weft_spinlock)WEFT_SPINLOCK_INIT;
 }
 
-bool weft_spin_trylock(weft_spinlock *l)
-{
-	/* acquire: pairs with the release store in weft_spin_unlock(). */
-	return weft__load_rlx(word(l)) == 0 && weft__xchg_acq(word(l), 1u) == 0;
-}
-
-static void spin_lock_slow(weft_spinlock *l)
+void weft__spin_lock_slow(weft_spinlock *l)
 {
 	bool smp = weft__smp();
 	uint32_t backoff = 1, rounds = 0;
@@ -45,18 +39,4 @@ static void spin_lock_slow(weft_spinlock *l)
 		if (weft__xchg_acq(word(l), 1u) == 0)
 			return;
 	}
-}
-
-void weft_spin_lock(weft_spinlock *l)
-{
-	if (__builtin_expect(weft__xchg_acq(word(l), 1u) == 0, 1))
-		return;
-	spin_lock_slow(l);
-}
-
-void weft_spin_unlock(weft_spinlock *l)
-{
-	WEFT_ASSERT(weft__load_rlx(word(l)) == 1);
-	/* release: publishes the critical section to the next acquirer's exchange. */
-	weft__store_rel(word(l), 0u);
 }

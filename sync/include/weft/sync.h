@@ -44,9 +44,26 @@ typedef struct WEFT_CACHE_ALIGNED weft_spinlock {
 } weft_spinlock;
 #define WEFT_SPINLOCK_INIT {{0}}
 WEFT_API void weft_spin_init(weft_spinlock *l);
-WEFT_API void weft_spin_lock(weft_spinlock *l);
-WEFT_API bool weft_spin_trylock(weft_spinlock *l);
-WEFT_API void weft_spin_unlock(weft_spinlock *l);
+/* The contended path of weft_spin_lock (exported for the inline fast path below). */
+WEFT_API void weft__spin_lock_slow(weft_spinlock *l);
+/* lock/trylock/unlock are inline: a spinlock's whole point is a few instructions, and a
+ * call per operation would cost as much as the lock itself when uncontended. */
+static inline void weft_spin_lock(weft_spinlock *l)
+{
+	/* acquire: pairs with the release store in weft_spin_unlock(). */
+	if (__builtin_expect(__atomic_exchange_n(&l->_private[0], 1u, __ATOMIC_ACQUIRE) != 0, 0))
+		weft__spin_lock_slow(l);
+}
+static inline bool weft_spin_trylock(weft_spinlock *l)
+{
+	return __atomic_load_n(&l->_private[0], __ATOMIC_RELAXED) == 0 &&
+	       __atomic_exchange_n(&l->_private[0], 1u, __ATOMIC_ACQUIRE) == 0;
+}
+static inline void weft_spin_unlock(weft_spinlock *l)
+{
+	/* release: publishes the critical section to the next acquirer's exchange. */
+	__atomic_store_n(&l->_private[0], 0u, __ATOMIC_RELEASE);
+}
 
 /* Fair FIFO ticket lock. Only the next ticket holder spins on the lock word; waiters
  * further back (or any waiter after a bounded spin) park on a futex keyed to their own
