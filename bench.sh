@@ -112,10 +112,15 @@ echo "bench.sh: benchmark took $(( $(date +%s) - start )) s"
 [ "$status" -eq 0 ] || { echo "bench.sh: weft-bench failed ($status)" >&2; exit "$status"; }
 
 # ---- summary and charts -----------------------------------------------------------------
-python3 "$root/bench/summary.py" "$out"
+sumstatus=0
+python3 "$root/bench/summary.py" "$out" || sumstatus=$?
 echo
 echo "bench.sh: results in $out"
 echo "  summary: $out/summary.md"
 if ls "$out"/*.svg >/dev/null 2>&1; then
 	echo "  charts:  $(cd "$out" && ls *.svg | tr '\n' ' ')"
+fi
+if [ "$sumstatus" -ne 0 ]; then
+	echo "bench.sh: summary.py failed ($sumstatus): see $out/summary.md" >&2
+	exit "$sumstatus"
 fi

@@ -134,6 +134,58 @@ double bench_parallel_check(double seconds)
 	return ratio;
 }
 
+/* ---- run cap ------------------------------------------------------------------------- */
+
+double bench_run_cap(void)
+{
+	return bench_quick ? 0.3 : 2.0;
+}
+
+static void *watchdog_main(void *arg)
+{
+	bench_watchdog *w = arg;
+	pthread_mutex_lock(&w->mu);
+	while (!w->done) {
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &w->deadline) != 0 && !w->done) {
+			/* relaxed: the loops only poll the flag as a hint; counts are read after
+			 * the run's barrier */
+			__atomic_store_n(w->flag, 1, __ATOMIC_RELAXED);
+			w->fired = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+void bench_watchdog_start(bench_watchdog *w, int *flag)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&w->mu, NULL);
+	uint64_t t = bench_now_ns(CLOCK_MONOTONIC) + (uint64_t)(bench_run_cap() * 1e9);
+	w->deadline.tv_sec = (time_t)(t / 1000000000ull);
+	w->deadline.tv_nsec = (long)(t % 1000000000ull);
+	w->flag = flag;
+	w->done = w->fired = false;
+	pthread_create(&w->thread, NULL, watchdog_main, w);
+}
+
+bool bench_watchdog_stop(bench_watchdog *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	return w->fired;
+}
+
 /* ---- raw futex ----------------------------------------------------------------------- */
 
 int bench_futex_wait(uint32_t *addr, uint32_t val)

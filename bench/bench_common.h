@@ -3,6 +3,7 @@
 #define WEFT_BENCH_COMMON_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -75,6 +76,23 @@ void bench_report_ops(weft_bench_state *st, uint64_t ops);
  * do, divided by what one does in the same time. Prints it and records it in the
  * context. Returns the ratio (about 2 on two idle cores, about 1 when they are not). */
 double bench_parallel_check(double seconds);
+
+/* A run's time cap: a thread that sleeps until `seconds` pass, then raises *flag (the
+ * loops' early-stop flag), so a lock that collapses under oversubscription (ms per op)
+ * still ends its run in bounded time; its ns_op stays right, over fewer ops. */
+typedef struct bench_watchdog {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct timespec deadline;
+	int *flag;
+	bool done, fired;
+} bench_watchdog;
+void bench_watchdog_start(bench_watchdog *w, int *flag);
+/* Stops the watchdog; true when it fired (the run was capped). */
+bool bench_watchdog_stop(bench_watchdog *w);
+/* The cap: 2 s, 0.3 s when quick. */
+double bench_run_cap(void);
 
 /* Raw futex, for the reference hand-offs. */
 int bench_futex_wait(uint32_t *addr, uint32_t val);

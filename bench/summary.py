@@ -5,7 +5,8 @@ Reads RESULTS_DIR/bench.json (and machine.txt if present), takes the median of e
 metric over the repetitions, and writes RESULTS_DIR/summary.md: the family tables, ratios
 against the named peers, the seed's ranking and the goals of issue 4; then one gnuplot
 chart (SVG and PNG) of throughput against threads per family. Python 3 standard library
-only; gnuplot is optional (charts are skipped without it).
+only; gnuplot is optional (charts are skipped without it). Exits 3 when a run failed its
+own correctness check (a lost update or a torn read), so CI notices.
 """
 import json
 import os
@@ -425,6 +426,10 @@ def main():
     with open(os.path.join(outdir, "summary.md"), "w") as f:
         f.write("\n".join(s.out) + "\n")
     print("\n".join(s.out))
+    if errors:
+        print(f"summary.py: {len(errors)} run(s) failed their correctness check (see above)",
+              file=sys.stderr)
+        return 3
     return 0
 
 

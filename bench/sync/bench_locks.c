@@ -73,7 +73,8 @@ typedef struct lock_run {
 	const lock_ops *ops;
 	WEFT_CACHE_ALIGNED unsigned char lock[LOCK_STORAGE];
 	WEFT_CACHE_ALIGNED volatile int32_t counter; /* the data the lock protects */
-	WEFT_CACHE_ALIGNED int stop;                 /* first thread done: others stop */
+	WEFT_CACHE_ALIGNED int stop;
+	bench_watchdog watchdog;                 /* first thread done: others stop */
 	WEFT_CACHE_ALIGNED uint64_t done[BENCH_MAX_THREADS];
 } lock_run;
 
@@ -138,12 +139,13 @@ static void lock_setup(weft_bench_state *st, void *ctx)
 	r->counter = 0;
 	r->stop = 0;
 	r->ops->init(r->lock);
+	bench_watchdog_start(&r->watchdog, &r->stop);
 }
 
 static void lock_teardown(weft_bench_state *st, void *ctx)
 {
-	(void)st;
 	lock_run *r = ctx;
+	weft_bench_counter(st, "capped", bench_watchdog_stop(&r->watchdog) ? 1 : 0, WEFT_BENCH_PLAIN);
 	if (r->ops->destroy)
 		r->ops->destroy(r->lock);
 }

@@ -50,6 +50,7 @@ typedef struct rw_run {
 	WEFT_CACHE_ALIGNED volatile uint64_t a; /* writers keep a == b */
 	volatile uint64_t b;
 	WEFT_CACHE_ALIGNED int stop;
+	bench_watchdog watchdog;
 	WEFT_CACHE_ALIGNED uint64_t done[BENCH_MAX_THREADS];
 	uint64_t torn[BENCH_MAX_THREADS];
 	uint64_t reads[BENCH_MAX_THREADS];
@@ -270,6 +271,21 @@ static void rw_teardown(weft_bench_state *st, void *ctx)
 		r->ops->destroy(r->lock);
 }
 
+/* The mixes run under the time cap; the writer-starvation test has its own. */
+static void rw_mix_setup(weft_bench_state *st, void *ctx)
+{
+	rw_run *r = ctx;
+	rw_setup(st, ctx);
+	bench_watchdog_start(&r->watchdog, &r->stop);
+}
+
+static void rw_mix_teardown(weft_bench_state *st, void *ctx)
+{
+	rw_run *r = ctx;
+	weft_bench_counter(st, "capped", bench_watchdog_stop(&r->watchdog) ? 1 : 0, WEFT_BENCH_PLAIN);
+	rw_teardown(st, ctx);
+}
+
 #define RW_ROW(id)                                                                          \
 	static void bm_mix_##id(weft_bench_state *st, void *ctx) { rw_mix_loop(st, &ops_##id, ctx); } \
 	static void bm_ws_##id(weft_bench_state *st, void *ctx) { wstarve_loop(st, &ops_##id, ctx); }
@@ -315,8 +331,8 @@ void bench_rwlock_register(void)
 			o.args = pct;
 			o.n_args = 1;
 			o.arg_names = pct_name;
-			o.setup = rw_setup;
-			o.teardown = rw_teardown;
+			o.setup = rw_mix_setup;
+			o.teardown = rw_mix_teardown;
 			o.ctx = &mix_runs[i][p];
 			weft_bench_register(name, rows[i].mix, &o);
 		}
