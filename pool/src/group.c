@@ -86,6 +86,11 @@ int weft_cleanup_group_add_waiter(weft_cleanup_group *g, weft_pool_waiter *wt)
 	return add(g, wt ? &wt->obj : NULL);
 }
 
+int weft_cleanup_group_add_io(weft_cleanup_group *g, weft_pool_io *io)
+{
+	return add(g, io ? &io->obj : NULL);
+}
+
 void weft_cleanup_group_close_members(weft_cleanup_group *g, bool cancel_pending)
 {
 	if (!g)

@@ -190,7 +190,7 @@ void weft__tp_post_obj(weft_pool *p, struct weft__tp_obj *o)
 
 /* Runs one packet. taken / completed count only the pool's own packets (those counted in
  * p->submitted), not I/O completions, so destroy's drain can compare them. */
-static void dispatch(struct weft__tp_worker *w, uintptr_t key, weft_overlapped *ov)
+static void dispatch(struct weft__tp_worker *w, uintptr_t key, weft_overlapped *ov, uint32_t bytes)
 {
 	weft__store_rlx(&w->state, (uint32_t)WEFT__TP_BUSY);
 	if (key == WEFT__TP_KEY_ITEM) {
@@ -205,6 +205,7 @@ static void dispatch(struct weft__tp_worker *w, uintptr_t key, weft_overlapped *
 		weft__store_rlx(&w->taken, w->taken + 1);
 		weft__tp_obj_packet((struct weft__tp_obj *)(void *)ov);
 	} else {
+		weft__tp_io_completion((weft_pool_io *)key, ov, bytes);
 		callback_done(w);
 		return;
 	}
@@ -260,7 +261,7 @@ static void *worker_main(void *v)
 			if (key == WEFT__TP_KEY_EXIT)
 				break;
 			chain_hook(w);
-			dispatch(w, key, ov);
+			dispatch(w, key, ov, bytes);
 		} else if (r == -ETIMEDOUT) {
 			if (try_retire(w))
 				break;

@@ -69,7 +69,7 @@ struct weft__tp_worker {
 };
 
 /* ---- objects: work, timer, wait (one header), work.c ---- */
-enum weft__tp_kind { WEFT__TP_WORK = 1, WEFT__TP_TIMER = 2, WEFT__TP_WAITER = 3 };
+enum weft__tp_kind { WEFT__TP_WORK = 1, WEFT__TP_TIMER = 2, WEFT__TP_WAITER = 3, WEFT__TP_IO = 4 };
 
 /* The object's one packet is the object itself: posted as (weft_overlapped *)obj, which
  * the port never dereferences, at most once at a time. */
@@ -199,6 +199,15 @@ struct weft_pool_waiter {
 };
 /* Stops the wait thread (destroy, before draining): no wait fires after it returns. */
 WEFT_INTERNAL void weft__tp_waits_stop(weft_pool *p);
+
+/* ---- I/O objects, pool_io.c ---- */
+struct weft_pool_io {
+	struct weft__tp_obj obj; /* outstanding: operations announced and not called back */
+	int fd;
+	weft_pool_io_fn cb;
+};
+/* A worker took a completion whose key is io. */
+WEFT_INTERNAL void weft__tp_io_completion(weft_pool_io *io, weft_overlapped *ov, uint32_t bytes);
 
 /* ---- timers, timer.c ---- */
 struct weft_pool_timer {

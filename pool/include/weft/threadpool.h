@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <weft/pool.h>
 #include <weft/sync.h>
 
 #ifdef __cplusplus
@@ -35,6 +36,7 @@ typedef struct weft_pool weft_pool;
 typedef struct weft_work weft_work;
 typedef struct weft_pool_timer weft_pool_timer;
 typedef struct weft_pool_waiter weft_pool_waiter;
+typedef struct weft_pool_io weft_pool_io;
 typedef struct weft_cleanup_group weft_cleanup_group;
 typedef struct weft_handle weft_handle;
 
@@ -161,6 +163,42 @@ WEFT_API void weft_pool_waiter_wait(weft_pool_waiter *wt, bool cancel_pending);
 WEFT_API void weft_pool_waiter_close(weft_pool_waiter *wt);
 
 /* ---------------------------------------------------------------------------------------
+ * I/O objects (CreateThreadpoolIo): completions of asynchronous operations on one fd,
+ * dispatched to a callback on a pool thread.
+ * ------------------------------------------------------------------------------------- */
+/* fn(arg, ov, status, bytes): status is ov->status (0 or a negative errno, -ECANCELED for
+ * a cancelled operation), bytes the byte count; recover the per-I/O context with
+ * weft_container_of(ov, ...). */
+typedef void (*weft_pool_io_fn)(void *arg, weft_overlapped *ov, int32_t status, uint32_t bytes);
+/* Associates fd with the pool's port (switching it to non-blocking mode). NULL on bad
+ * arguments, an fd already associated, or out of memory. */
+WEFT_API weft_pool_io *weft_pool_io_create(weft_pool *p, int fd, weft_pool_io_fn fn, void *arg);
+/* The pool's port, for issuing operations directly with weft_port_* (each announced with
+ * weft_pool_io_start first). */
+WEFT_API weft_port *weft_pool_port(weft_pool *p);
+WEFT_API int weft_pool_io_fd(weft_pool_io *io);
+/* StartThreadpoolIo / CancelThreadpoolIo: announce an operation before issuing it on the
+ * port; withdraw the announcement if issuing failed (no completion will come). */
+WEFT_API void weft_pool_io_start(weft_pool_io *io);
+WEFT_API void weft_pool_io_abandon(weft_pool_io *io);
+/* Start + weft_port_<op> on the object's fd + abandon on failure; return as weft_port_<op>. */
+WEFT_API int weft_pool_io_read(weft_pool_io *io, void *buf, uint32_t len, weft_overlapped *ov);
+WEFT_API int weft_pool_io_write(weft_pool_io *io, const void *buf, uint32_t len, weft_overlapped *ov);
+WEFT_API int weft_pool_io_recv(weft_pool_io *io, void *buf, uint32_t len, weft_overlapped *ov);
+WEFT_API int weft_pool_io_send(weft_pool_io *io, const void *buf, uint32_t len, weft_overlapped *ov);
+WEFT_API int weft_pool_io_accept(weft_pool_io *io, int *accepted, void *buf, uint32_t len, weft_overlapped *ov);
+WEFT_API int weft_pool_io_connect(weft_pool_io *io, const struct sockaddr *addr, socklen_t addrlen,
+				  weft_overlapped *ov);
+/* Waits until every announced operation's callback returned (WaitForThreadpoolIoCallbacks);
+ * cancel_pending first cancels the operations still pending on the fd (they complete with
+ * -ECANCELED and their callbacks run). */
+WEFT_API void weft_pool_io_wait(weft_pool_io *io, bool cancel_pending);
+/* Disassociates the fd (operations still pending complete with -ECANCELED; their
+ * callbacks still run, possibly after close returns) and releases the object. The fd stays
+ * open: the caller closes it. */
+WEFT_API void weft_pool_io_close(weft_pool_io *io);
+
+/* ---------------------------------------------------------------------------------------
  * Cleanup groups (CreateThreadpoolCleanupGroup). An object added to a group is closed by
  * weft_cleanup_group_close together with the rest of the group.
  * ------------------------------------------------------------------------------------- */
@@ -168,6 +206,7 @@ WEFT_API weft_cleanup_group *weft_cleanup_group_create(weft_pool *p);
 WEFT_API int weft_cleanup_group_add_work(weft_cleanup_group *g, weft_work *w);
 WEFT_API int weft_cleanup_group_add_timer(weft_cleanup_group *g, weft_pool_timer *t);
 WEFT_API int weft_cleanup_group_add_waiter(weft_cleanup_group *g, weft_pool_waiter *wt);
+WEFT_API int weft_cleanup_group_add_io(weft_cleanup_group *g, weft_pool_io *io);
 /* Waits for (or, with cancel_pending, cancels) every member's calls, then closes every
  * member (CloseThreadpoolCleanupGroupMembers). The group stays usable. */
 WEFT_API void weft_cleanup_group_close_members(weft_cleanup_group *g, bool cancel_pending);
