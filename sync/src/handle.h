@@ -128,6 +128,7 @@ struct weft_handle {
 			uint32_t exit_code; /* atomic */
 			uint64_t watch;
 		} proc;
+		struct weft_handle *dead_next; /* dead: the quarantine link (handle.c) */
 	} u;
 };
 

@@ -34,6 +34,15 @@ static void test_event_bad_input(void **state)
 	weft_event_pulse(sem);
 	assert_null(weft_handle_dup(NULL));
 	weft_handle_close(NULL);
+	/* a closed handle (its memory sits in weft's quarantine, tagged dead) */
+	weft_handle *gone = weft_event_create(true, true);
+	weft_handle_close(gone);
+	assert_int_equal(weft_wait(gone, 0), -EINVAL);
+	assert_int_equal(weft_event_set2(gone), -EINVAL);
+	assert_null(weft_handle_dup(gone));
+	weft_handle *two[2] = { sem, gone };
+	assert_int_equal(weft_wait_many(two, 2, false, 0), -EINVAL);
+	weft_handle_close(gone); /* double close: ignored */
 	/* the semaphore was not touched by the event calls */
 	assert_int_equal(weft_wait(sem, 0), WEFT_WAIT_OBJECT_0);
 	assert_int_equal(weft_wait(sem, 0), WEFT_WAIT_TIMEOUT);

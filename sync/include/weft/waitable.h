@@ -6,9 +6,11 @@
  * opaque, reference-counted weft_handle. A create/spawn function returns the first
  * reference; weft_handle_dup adds one and weft_handle_close drops one; the object dies
  * with its last reference. A wait holds its own reference to every object it waits on,
- * so another thread may close its handle meanwhile. Using a handle after closing your
- * last reference is undefined; a live-handle tag checked on entry catches double closes
- * and stray pointers cheaply in most cases (-EINVAL, or a no-op for void functions).
+ * so another thread may close its handle meanwhile. A dead object's memory is kept,
+ * tagged dead, until about a thousand more handles have died, and every call checks the
+ * tag on entry: a wait on or a second close of a recently closed handle gets -EINVAL (or
+ * is a no-op for void functions). After that the memory may hold a new handle, so, as
+ * with a reused Windows handle value, use after close is a bug weft cannot always see.
  *
  * Timeouts are relative milliseconds on CLOCK_MONOTONIC; WEFT_INFINITE waits forever and
  * 0 polls. Every blocking path reports to the blocking hook (see <weft/sync.h>).
