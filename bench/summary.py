@@ -111,6 +111,12 @@ class Summary:
     def threads(self, family):
         return sorted({t for (f, _i, t) in self.med if f == family})
 
+    def ns(self, family, impl, threads):
+        """ns/op, marked with a dagger when the run hit its time cap (collapsed)."""
+        v = self.get(family, impl, threads, "ns_op")
+        mark = "†" if (self.get(family, impl, threads, "capped") or 0) >= 0.5 else ""
+        return fmt(v) + mark
+
     def line(self, s=""):
         self.out.append(s)
 
@@ -163,7 +169,8 @@ class Summary:
         self.line()
         self.line("Each op: lock, increment a shared counter (own cache line), unlock, a little "
                   "private work. fair = min/max ops per thread over the common window (1.0 is "
-                  "perfectly fair). collapse = ns/op at the most threads / ns/op at 2.")
+                  "perfectly fair). collapse = ns/op at the most threads / ns/op at 2. † = the run hit "
+                  "its time cap (the lock collapsed; ns/op is over the ops done by then).")
         self.line()
         tmax = max(ts)
         hdr = ["lock"] + [f"{t} thr" for t in ts] + [f"Mops/s @{t}" for t in ts if t in (2,)]
@@ -172,7 +179,7 @@ class Summary:
             hdr.append(f"collapse {tmax}/2")
         rows = []
         for i in self.impls(fam):
-            r = [i] + [fmt(self.get(fam, i, t, "ns_op")) for t in ts]
+            r = [i] + [self.ns(fam, i, t) for t in ts]
             if 2 in ts:
                 ips = self.get(fam, i, 2, "items_per_second")
                 r.append(fmt(ips / 1e6 if ips else None))
@@ -216,7 +223,7 @@ class Summary:
             self.line()
             rows = []
             for i in self.impls(fam):
-                rows.append([i] + [fmt(self.get(fam, i, t, "ns_op")) for t in ts] +
+                rows.append([i] + [self.ns(fam, i, t) for t in ts] +
                             [fmt(self.get(fam, i, max(ts), "fair_min_max"), 2)])
             for a, b in RW_PAIRS:
                 if a in self.impls(fam) and b in self.impls(fam):
@@ -359,12 +366,22 @@ class Summary:
                         ns = self.get(fam, i, t, "ns_op")
                         vals.append(f"{1e3 / ns:.4f}" if ns else "?")
                     f.write(f"{t} " + " ".join(vals) + "\n")
-            written.append((fam, dat, len(impls), ts))
+            written.append((fam, dat, impls, ts))
         gp = shutil.which("gnuplot")
         if not gp or not written:
             return []
         charts = []
-        for fam, dat, n, ts in written:
+        for fam, dat, impls, ts in written:
+            # weft rows solid and thick, peers dashed, the seed's raw rows dotted
+            plots = []
+            for col, impl in enumerate(impls, start=2):
+                if impl.startswith("weft_"):
+                    style = "lw 3 dt 1"
+                elif impl in ("volatile_read", "volatile_write", "interlocked_inc"):
+                    style = "lw 1.5 dt 3"
+                else:
+                    style = "lw 1.5 dt 2"
+                plots.append(f"'{dat}' using 1:{col} with linespoints {style} title '{impl}'")
             title = {"lock": "mutual exclusion", "rw90": "reader/writer, 90% reads",
                      "rw99": "reader/writer, 99% reads", "rw100": "reader/writer, read only"}[fam]
             for term, ext in (("svg size 900,560 dynamic font 'sans,11'", "svg"),
@@ -381,7 +398,8 @@ set xtics ({', '.join(str(t) for t in ts)})
 set key outside right top
 set grid
 set datafile missing '?'
-plot for [i=2:{n + 1}] '{dat}' using 1:i with linespoints lw 2 title columnheader(i)
+set termoption noenhanced
+plot {", ".join(plots)}
 """
                 res = subprocess.run([gp], input=script, text=True, capture_output=True)
                 if res.returncode == 0 and os.path.exists(out):
