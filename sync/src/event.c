@@ -16,7 +16,7 @@ int weft_event_set2(weft_handle *h)
 	if (!weft__handle_ok(h, WEFT__K_EVENT))
 		return -EINVAL;
 	weft__obj_lock(h);
-	h->u.ev.signaled = true;
+	weft__store_rlx(&h->u.ev.signaled, true);
 	weft__obj_unlock_wake(h, weft__satisfy(h));
 	return 0;
 }
@@ -26,7 +26,7 @@ int weft_event_reset2(weft_handle *h)
 	if (!weft__handle_ok(h, WEFT__K_EVENT))
 		return -EINVAL;
 	weft__obj_lock(h);
-	h->u.ev.signaled = false;
+	weft__store_rlx(&h->u.ev.signaled, false);
 	weft__obj_unlock(h);
 	return 0;
 }
@@ -49,8 +49,8 @@ void weft_event_pulse(weft_handle *h)
 	 * arrives later is, so a pulse is never "lost" to a waiter that was briefly off the
 	 * list (Windows' kernel-APC problem does not exist here). */
 	weft__obj_lock(h);
-	h->u.ev.signaled = true;
+	weft__store_rlx(&h->u.ev.signaled, true);
 	struct weft__wait_block *chain = weft__satisfy(h);
-	h->u.ev.signaled = false;
+	weft__store_rlx(&h->u.ev.signaled, false);
 	weft__obj_unlock_wake(h, chain);
 }

@@ -137,10 +137,10 @@ bool weft__consume(struct weft_handle *h, struct weft_handle *self)
 	switch (h->kind) {
 	case WEFT__K_EVENT:
 		if (!h->u.ev.manual)
-			h->u.ev.signaled = false;
+			weft__store_rlx(&h->u.ev.signaled, false);
 		return false;
 	case WEFT__K_SEMA:
-		h->u.sem.count--;
+		weft__store_rlx(&h->u.sem.count, h->u.sem.count - 1);
 		return false;
 	case WEFT__K_MUTEX: {
 		bool abandoned = h->u.mtx.abandoned;
@@ -150,7 +150,7 @@ bool weft__consume(struct weft_handle *h, struct weft_handle *self)
 	}
 	case WEFT__K_TIMER:
 		if (!h->u.tmr.manual)
-			h->u.tmr.signaled = false;
+			weft__store_rlx(&h->u.tmr.signaled, false);
 		return false;
 	default:
 		return false;

@@ -167,6 +167,30 @@ static inline void weft__obj_unlock(struct weft_handle *h)
 /* ---- signal state, all with the object locked ---- */
 /* Could `self` (a thread object, may be NULL for kinds other than mutex) acquire h now? */
 WEFT_INTERNAL bool weft__signaled(const struct weft_handle *h, const struct weft_handle *self);
+/* Unlocked, possibly stale guess at weft__signaled (relaxed loads; every writer stores
+ * the signal state with relaxed atomics under the lock). Only ever a hint: the caller
+ * re-checks under the lock. */
+static inline bool weft__signaled_hint(const struct weft_handle *h, const struct weft_handle *self)
+{
+	switch (h->kind) {
+	case WEFT__K_EVENT:
+		return weft__load_rlx(&h->u.ev.signaled);
+	case WEFT__K_SEMA:
+		return weft__load_rlx(&h->u.sem.count) > 0;
+	case WEFT__K_MUTEX: {
+		const struct weft_handle *o = weft__load_rlx(&h->u.mtx.owner);
+		return o == NULL || o == self;
+	}
+	case WEFT__K_TIMER:
+		return weft__load_rlx(&h->u.tmr.signaled);
+	case WEFT__K_THREAD:
+		return weft__load_rlx(&h->u.th.done) != 0;
+	case WEFT__K_PROCESS:
+		return weft__load_rlx(&h->u.proc.done) != 0;
+	default:
+		return false;
+	}
+}
 /* Acquires h for `self` (auto-reset, count, ownership). Returns true when h was an
  * abandoned mutex (the result is then WEFT_WAIT_ABANDONED_0 + i). */
 WEFT_INTERNAL bool weft__consume(struct weft_handle *h, struct weft_handle *self);

@@ -27,7 +27,7 @@ void weft__mutex_own(struct weft_handle *m, struct weft_handle *self)
 		m->u.mtx.recursion++;
 		return;
 	}
-	m->u.mtx.owner = self;
+	weft__store_rlx(&m->u.mtx.owner, self);
 	m->u.mtx.recursion = 1;
 	weft__ref(m);
 	/* The owner's list is touched only by the owner itself or by a signaller acting for
@@ -53,7 +53,7 @@ static struct weft__wait_block *mutex_disown(struct weft_handle *m)
 	if (m->u.mtx.next)
 		m->u.mtx.next->u.mtx.prev = m->u.mtx.prev;
 	m->u.mtx.next = m->u.mtx.prev = NULL;
-	m->u.mtx.owner = NULL;
+	weft__store_rlx(&m->u.mtx.owner, NULL);
 	return weft__satisfy(m);
 }
 

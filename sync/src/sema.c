@@ -23,7 +23,7 @@ int weft_semaphore_release(weft_handle *h, int32_t count, int32_t *previous)
 		weft__obj_unlock(h);
 		return -EOVERFLOW;
 	}
-	h->u.sem.count = cur + count;
+	weft__store_rlx(&h->u.sem.count, cur + count);
 	/* Each satisfied wait-any waiter takes one unit on the spot; what is left stays in
 	 * the count for wait-all waiters (poked) and later arrivals. */
 	weft__obj_unlock_wake(h, weft__satisfy(h));

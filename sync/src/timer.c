@@ -32,7 +32,7 @@ static bool timer_fired(void *ctx)
 	struct weft__wait_block *chain = NULL;
 	weft__obj_lock(h);
 	if (read(h->u.tmr.fd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks) {
-		h->u.tmr.signaled = true;
+		weft__store_rlx(&h->u.tmr.signaled, true);
 		chain = weft__satisfy(h);
 		if (h->u.tmr.apc && h->u.tmr.apc_thread) {
 			fn = h->u.tmr.apc;
@@ -111,7 +111,7 @@ int weft_timer_set(weft_handle *h, uint64_t due_ms, uint32_t period_ms, void (*a
 		err = -errno;
 		old = thr; /* keep the previous setting; drop the new reference */
 	} else {
-		h->u.tmr.signaled = false;
+		weft__store_rlx(&h->u.tmr.signaled, false);
 		h->u.tmr.apc = apc;
 		h->u.tmr.apc_arg = apc_arg;
 		h->u.tmr.apc_thread = thr;

@@ -54,6 +54,23 @@ static uint32_t sleep_on(struct weft__waiter *w, uint32_t seen, const struct tim
 static int wait_any(struct weft_handle *const *hs, uint32_t n, struct weft__wait_block *wbs,
 		    struct weft__waiter *w, const struct timespec *deadline, bool alertable)
 {
+	/* Fast path: the lowest index that looks signaled is acquired under its own lock,
+	 * with nothing linked (so nobody else can touch w yet). If the hint was stale, the
+	 * full pass below decides. Saves 2n lock round trips when something is ready. */
+	for (uint32_t i = 0; i < n; i++) {
+		struct weft_handle *h = hs[i];
+		if (!weft__signaled_hint(h, w->self))
+			continue;
+		weft__obj_lock(h);
+		if (weft__signaled(h, w->self)) {
+			bool ab = weft__consume(h, w->self);
+			weft__obj_unlock(h);
+			return (int)((ab ? (uint32_t)WEFT_WAIT_ABANDONED_0 : 0u) + i);
+		}
+		weft__obj_unlock(h);
+		break;
+	}
+
 	uint32_t linked = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct weft_handle *h = hs[i];
