@@ -59,9 +59,15 @@ static void test_thread_suspended_does_not_run(void **state)
 	assert_non_null(fgets(comm, sizeof comm, f));
 	fclose(f);
 	assert_string_equal(comm, "susp\n");
+	/* the seed's usage count of 2: the creator's reference and the thread's own */
+	assert_int_equal(__atomic_load_n(&t->refs, __ATOMIC_ACQUIRE), 2);
 	/* resume counts down 1 -> 0, then reports 0 */
 	assert_int_equal(weft_thread_resume(t), 1);
 	assert_int_equal(weft_wait(t, WEFT_INFINITE), WEFT_WAIT_OBJECT_0);
+	/* the thread drops its own reference right after signaling: only ours is left */
+	for (int i = 0; i < 5000 && __atomic_load_n(&t->refs, __ATOMIC_ACQUIRE) != 1; i++)
+		weft_sleep_ex(1, false);
+	assert_int_equal(__atomic_load_n(&t->refs, __ATOMIC_ACQUIRE), 1);
 	assert_int_equal(wu_load(&r.ran), 1);
 	assert_int_equal(r.tid, tid);
 	assert_int_equal(weft_thread_resume(t), 0);
