@@ -174,7 +174,8 @@ typedef void (*weft_pool_io_fn)(void *arg, weft_overlapped *ov, int32_t status, 
  * arguments, an fd already associated, or out of memory. */
 WEFT_API weft_pool_io *weft_pool_io_create(weft_pool *p, int fd, weft_pool_io_fn fn, void *arg);
 /* The pool's port, for issuing operations directly with weft_port_* (each announced with
- * weft_pool_io_start first). */
+ * weft_pool_io_start first) on fds of I/O objects. Never post, get or associate on it:
+ * every packet's key must be the pool's own. */
 WEFT_API weft_port *weft_pool_port(weft_pool *p);
 WEFT_API int weft_pool_io_fd(weft_pool_io *io);
 /* StartThreadpoolIo / CancelThreadpoolIo: announce an operation before issuing it on the
