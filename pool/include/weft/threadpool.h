@@ -67,8 +67,9 @@ WEFT_API int weft_pool_submit(weft_pool *p, void (*fn)(void *arg), void *arg);
 
 /* Runs every callback submitted before (and by callbacks during) the call exactly once,
  * stops the pool's timers and waits, then joins every thread and frees the pool. Work,
- * timer and wait objects must be closed first (or closed by their cleanup group). Must
- * not be called from a pool thread. Blocks until done. */
+ * timer, wait and I/O objects must be closed first (or by their cleanup group); I/O
+ * objects also waited for, since completions still in flight are not waited for here.
+ * Must not be called from a pool thread (that aborts with a message). Blocks until done. */
 WEFT_API void weft_pool_destroy(weft_pool *p);
 
 /* Change the limits at run time (SetThreadpoolThreadMinimum/Maximum). set_min creates
