@@ -6,3 +6,4 @@ WEFT_BENCH_UNIT(bench_shim)     /* bench/shim/bench_shim.c: the shim's own overh
 WEFT_BENCH_UNIT(bench_locks)    /* bench/sync/bench_locks.c: mutual exclusion + ranking */
 WEFT_BENCH_UNIT(bench_rwlock)   /* bench/sync/bench_rwlock.c: read/write mixes, writer starvation */
 WEFT_BENCH_UNIT(bench_handoff)  /* bench/sync/bench_handoff.c: ping-pong hand-offs */
+WEFT_BENCH_UNIT(bench_waitmany) /* bench/sync/bench_waitmany.c: wait-any over 64 and 1,000 objects */
