@@ -72,8 +72,8 @@ int weft_mutex_release(weft_handle *h)
 		return 0;
 	}
 	weft__obj_unlock_wake(h, mutex_disown(h));
-	/* Lifetime: the caller's handle reference keeps h alive across the unlock above, so
-	 * dropping the ownership reference here never frees memory we still touch. */
+	/* Lifetime: our ownership reference keeps h alive across the unlock above (a new
+	 * owner took its own); dropping it is the last thing we do with h. */
 	weft__unref(h);
 	return 0;
 }
