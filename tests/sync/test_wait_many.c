@@ -192,7 +192,18 @@ struct ring {
 	uint32_t violations;
 	uint64_t rounds[3];
 	int failures;
+	int kind; /* 0 semaphores, 1 mutexes, 2 auto-reset events */
 };
+
+static void ring_give(struct ring *r, weft_handle *h)
+{
+	if (r->kind == 0)
+		weft_semaphore_release(h, 1, NULL);
+	else if (r->kind == 1)
+		weft_mutex_release(h);
+	else
+		weft_event_set(h);
+}
 
 struct ring_arg {
 	struct ring *r;
@@ -217,19 +228,28 @@ static unsigned ring_worker(void *arg)
 		r->rounds[ra->me]++;
 		__atomic_store_n(&r->busy[a], 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&r->busy[b], 0, __ATOMIC_RELEASE);
-		/* alternate resource kinds of release: the semaphores go back one at a time */
-		weft_semaphore_release(r->res[b], 1, NULL);
-		weft_semaphore_release(r->res[a], 1, NULL);
+		/* the resources go back one at a time */
+		ring_give(r, r->res[b]);
+		ring_give(r, r->res[a]);
 	}
 	return 0;
 }
 
+static void ring_run(int kind);
+
 static void test_wait_many_all_overlap_race(void **state)
 {
 	(void)state;
-	struct ring r = { .iters = weft_test_iters(8000) };
+	for (int kind = 0; kind < 3; kind++)
+		ring_run(kind);
+}
+
+static void ring_run(int kind)
+{
+	struct ring r = { .iters = weft_test_iters(5000), .kind = kind };
 	for (int i = 0; i < 3; i++)
-		r.res[i] = weft_semaphore_create(1, 1);
+		r.res[i] = kind == 0 ? weft_semaphore_create(1, 1)
+			 : kind == 1 ? weft_mutex_create(false) : weft_event_create(false, true);
 	struct ring_arg ra[3];
 	weft_handle *t[3];
 	for (int i = 0; i < 3; i++) {
@@ -242,9 +262,12 @@ static void test_wait_many_all_overlap_race(void **state)
 	assert_int_equal(r.violations, 0);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(r.rounds[i], r.iters);
-		/* every unit came back: each semaphore is at 1 again */
+		/* every unit came back: each resource is available exactly once again */
 		assert_int_equal(weft_wait(r.res[i], 0), WEFT_WAIT_OBJECT_0);
-		assert_int_equal(weft_wait(r.res[i], 0), WEFT_WAIT_TIMEOUT);
+		if (kind != 1) /* a mutex is re-entrant for its owner */
+			assert_int_equal(weft_wait(r.res[i], 0), WEFT_WAIT_TIMEOUT);
+		else
+			assert_int_equal(weft_mutex_release(r.res[i]), 0);
 		weft_handle_close(r.res[i]);
 	}
 }
