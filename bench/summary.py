@@ -39,13 +39,21 @@ RANKING = [
 ]
 
 
+KNOWN = ("lock", "wstarve", "pingpong", "idle", "shim")
+META = ("real_time", "process_time", "threads:", "iterations:", "min_time:",
+        "min_warmup_time:", "repeats:", "manual_time")
+
+
 def parse_name(run_name):
-    """'lock/weft_cs/real_time/threads:2' -> ('lock', 'weft_cs'); shim args join the impl."""
+    """'lock/weft_cs/real_time/threads:2' -> ('lock', 'weft_cs'). In other units' families
+    the arguments stay in the row name ('waitany_ready/weft/n:64' -> 'weft/n:64')."""
     parts = run_name.split("/")
     family = parts[0]
     impl = parts[1] if len(parts) > 1 else ""
     if family == "shim" and len(parts) > 2 and parts[2].isdigit():
         impl += "/" + parts[2]
+    elif family not in KNOWN and not family.startswith("rw"):
+        impl = "/".join(p for p in parts[1:] if not p.startswith(META))
     return family, impl
 
 
@@ -350,6 +358,35 @@ class Summary:
             rows.append(["C++ `for (auto _ : state)`", "–", both(rw, rc), "–"])
         self.table(["loop", "C via shim", "native C++", "overhead"], rows)
 
+    def other_section(self):
+        fams = []
+        for (f, _i, _t) in self.med:
+            if f not in KNOWN and not f.startswith("rw") and f not in fams:
+                fams.append(f)
+        if not fams:
+            return
+        self.line("## Other units' rows")
+        self.line()
+        self.line("Time per iteration (wall, and CPU in brackets) and every custom counter, "
+                  "medians; see each unit's source for what an iteration is.")
+        self.line()
+        skip = {"real_ns", "cpu_ns", "items_per_second"}
+        for fam in fams:
+            self.line(f"### `{fam}/*`")
+            self.line()
+            rows = []
+            for i in self.impls(fam):
+                for t in self.threads(fam):
+                    m = self.med.get((fam, i, t))
+                    if not m:
+                        continue
+                    ctr = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(m.items()) if k not in skip)
+                    ips = m.get("items_per_second")
+                    rows.append([f"{fam}/{i}" + (f" ({t} thr)" if t > 1 else ""),
+                                 f"{fmt(m.get('real_ns'))} ({fmt(m.get('cpu_ns'))})",
+                                 fmt(ips / 1e6 if ips else None), ctr])
+            self.table(["row", "ns / iteration", "M items/s", "counters"], rows)
+
     # ---- charts -------------------------------------------------------------------------
     def charts(self, outdir):
         fams = [f for f in ("lock", "rw90", "rw99", "rw100") if self.impls(f)]
@@ -433,6 +470,7 @@ def main():
     s.wstarve_section()
     s.handoff_section()
     s.shim_section()
+    s.other_section()
     charts = s.charts(outdir)
     if charts:
         s.line("## Charts")
