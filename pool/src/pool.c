@@ -27,6 +27,7 @@
 
 #define WEFT__TP_CHECK_NS (10ull * 1000000ull)
 #define WEFT__TP_DEFAULT_IDLE_MS 10000u
+#define WEFT__TP_STALL_NS (1000ull * 1000000ull)
 
 static __thread struct weft__tp_worker *tls_worker;
 
@@ -127,7 +128,7 @@ static uint32_t count_idle_locked(weft_pool *p)
 static void log_starvation(weft_pool *p, const char *why)
 {
 	if (getenv("WEFT_POOL_LOG"))
-		fprintf(stderr, "weft: pool %s: starving (%s): work queued, %u threads all blocked, max_threads %u\n",
+		fprintf(stderr, "weft: pool %s: starving (%s): work queued and nothing can run; threads %u, max_threads %u\n",
 			p->name, why, weft__load_rlx(&p->threads), p->max_threads);
 }
 
@@ -349,12 +350,38 @@ static uint64_t manager_check(weft_pool *p, uint64_t now)
 	} else {
 		p->starving = false;
 	}
-	/* Work queued: look again soon. Only blocked callbacks: a submit kicks us if they are
-	 * all blocked, so the slower look only covers the partly blocked case. */
+	/* No progress: work queued, nobody idle, and not one callback finished for a while.
+	 * This covers callbacks that block where weft cannot see it (a plain read, sleep, a
+	 * pthread mutex): the port still counts them as running, so no thread can help; the
+	 * pool can only say so. One count per episode, none while a blocked episode runs. */
+	if (queued > 0 && s.idle == 0 && s.completed == p->last_completed) {
+		if (p->stall_ns == 0)
+			p->stall_ns = now;
+		if (!p->stalled && now - p->stall_ns >= WEFT__TP_STALL_NS) {
+			p->stalled = true;
+			if (!p->starving) {
+				weft__fadd_rlx(&p->starvations, 1u);
+				log_starvation(p, "no callback finished for a second");
+			}
+		}
+	} else {
+		p->last_completed = s.completed;
+		p->stall_ns = 0;
+		p->stalled = false;
+	}
+	/* When to look again: soon while work is queued; every 100 ms while any worker is
+	 * busy (work may pile up behind it) or the pool was idle only briefly; after a second
+	 * of idleness not at all - the next submit wakes us (mgr_asleep). */
+	if (queued > 0 || s.idle < p->threads || s.blocked > 0)
+		p->idle_looks = 0;
+	else
+		p->idle_looks++;
 	if (next == UINT64_MAX && queued > 0)
 		next = now + WEFT__TP_CHECK_NS;
-	else if (next == UINT64_MAX && s.blocked > 0)
+	else if (next == UINT64_MAX && p->idle_looks < 10)
 		next = now + 10 * WEFT__TP_CHECK_NS;
+	else if (next == UINT64_MAX)
+		weft__store_rlx(&p->mgr_asleep, 1u); /* relaxed: a missed wake-up only delays a report */
 	/* Join the retired workers. They left the list and only return from their thread
 	 * function now, so the join is short. */
 	struct weft__tp_worker *z = p->zombies;
@@ -382,6 +409,7 @@ static void *manager_main(void *v)
 		if (weft__load_acq(&p->mgr_stop))
 			break;
 		weft__store_rel(&p->mgr_kicked, 0u);
+		weft__store_rlx(&p->mgr_asleep, 0u);
 		uint64_t now = weft__tp_now_ns();
 		bool fire = !(weft__load_acq(&p->submitted) & 3u);
 		if (!fire)
@@ -481,11 +509,14 @@ int weft_pool_submit(weft_pool *p, void (*fn)(void *arg), void *arg)
 		weft__fsub_rel(&p->submitted, 4u);
 		return r;
 	}
-	/* Every worker blocked: no hook kick will come, so kick the manager here. relaxed:
-	 * a heuristic; the manager's periodic check covers a stale view. */
+	/* Every worker blocked: no hook kick will come, so kick the manager here. The
+	 * manager asleep (idle pool): wake it, so it watches the pool while it is busy.
+	 * relaxed: heuristics; the manager's periodic look covers a stale view. */
 	uint32_t b = weft__load_rlx(&p->blocked);
 	if (__builtin_expect(b != 0, 0) && b >= weft__load_rlx(&p->threads) &&
 	    weft__xchg_acqrel(&p->mgr_kicked, 1u) == 0)
+		weft__tp_kick(p);
+	if (__builtin_expect(weft__load_rlx(&p->mgr_asleep) != 0, 0) && weft__xchg_acqrel(&p->mgr_asleep, 0u))
 		weft__tp_kick(p);
 	return 0;
 }

@@ -142,11 +142,13 @@ struct weft_pool {
 	uint32_t threads;
 
 	/* The manager thread: timers, injection, retirement joins. mgr_seq is its futex word;
-	 * a kick adds 1 and wakes it. mgr_asleep: 1 while it sleeps with no deadline, so a
-	 * submit wakes it (a plain load on the hot path otherwise). */
+	 * a kick adds 1 and wakes it. */
 	WEFT_CACHE_ALIGNED uint32_t mgr_seq;
 	uint32_t mgr_kicked; /* 1 while a kick is pending (rate-limits hook kicks) */
 	uint32_t mgr_stop;
+	/* 1 while the manager sleeps without a deadline (the pool was idle for a while):
+	 * the next submit wakes it (one plain load on the hot path otherwise). */
+	uint32_t mgr_asleep;
 	uint32_t timers_off; /* 1 once the manager saw closing: it fires no more timers */
 
 	pthread_mutex_t lock; /* workers list, zombies, threads, limits, counters below */
@@ -155,9 +157,10 @@ struct weft_pool {
 	uint32_t next_index;
 	uint64_t retired_taken, retired_completed; /* folded counters of gone workers */
 	uint64_t starvations, injected, retired;   /* atomics (read by stats without lock) */
-	uint64_t stall_since_ns;                   /* manager only: starvation episode start */
-	bool starving;                             /* manager only */
-	uint64_t last_completed;                   /* manager only */
+	bool starving;                             /* manager only: in a blocked episode */
+	bool stalled;                              /* manager only: in a no-progress episode */
+	uint64_t last_completed, stall_ns;         /* manager only: since when no progress */
+	uint32_t idle_looks;                       /* manager only: looks in a row all idle */
 	pthread_t mgr;
 
 	pthread_mutex_t timer_lock;

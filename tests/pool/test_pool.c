@@ -339,6 +339,42 @@ static void test_pool_may_run_long_adds_thread(void **state)
 	assert_int_equal(l.done, 1);
 }
 
+/* A callback that blocks where weft cannot see it (a plain sleep loop), without
+ * may-run-long, on a pool of concurrency 1: the queued item cannot run, and the pool says
+ * so (no progress) instead of staying silent. */
+static void unseen_blocker(void *arg)
+{
+	struct longrun *l = arg;
+	weft__store_rel(&l->ok, 1u);
+	uint64_t end = weft_test_now_ns() + 20000000000ull;
+	while (!weft__load_acq(&l->flag) && weft_test_now_ns() < end)
+		tp_sleep_ms(1);
+	weft__store_rel(&l->done, 1u);
+}
+
+static void note_ran(void *arg)
+{
+	weft__fadd_rel(&((struct longrun *)arg)->done, 1u);
+}
+
+static void test_pool_no_progress_counted(void **state)
+{
+	(void)state;
+	struct longrun l = {0};
+	weft_pool_config cfg = {1, 4, 1, "tp-stall"};
+	weft_pool *p = weft_pool_create(&cfg);
+	assert_int_equal(weft_pool_submit(p, unseen_blocker, &l), 0);
+	assert_true(TP_WAIT_UNTIL(weft__load_acq(&l.ok) == 1, 5000));
+	assert_int_equal(weft_pool_submit(p, note_ran, &l), 0);
+	bool counted = TP_WAIT_UNTIL(tp_stats(p).starvations > 0, 10000);
+	uint32_t done_before = weft__load_acq(&l.done);
+	weft__store_rel(&l.flag, 1u);
+	assert_true(TP_WAIT_UNTIL(weft__load_acq(&l.done) == 2, 25000));
+	weft_pool_destroy(p);
+	assert_true(counted);
+	assert_int_equal(done_before, 0);
+}
+
 /* ---- retirement ---- */
 
 struct burst {
@@ -475,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_pool_nested_wait_starvation_visible),
 		cmocka_unit_test(test_pool_nested_wait_weft_events),
 		cmocka_unit_test(test_pool_may_run_long_adds_thread),
+		cmocka_unit_test(test_pool_no_progress_counted),
 		cmocka_unit_test(test_pool_idle_threads_retire),
 		cmocka_unit_test(test_pool_idle_burns_no_cpu),
 	};
