@@ -83,8 +83,9 @@ WEFT_API void weft_pool_set_idle_timeout(weft_pool *p, uint32_t ms);
 /* A snapshot of the pool (counters are read without a lock and may be a moment apart).
  * threads: live worker threads; idle: waiting on the port; blocked: inside a callback and
  * blocked in a weft primitive (or marked may-run-long); queued: packets posted and not yet
- * taken; starvations: episodes where work was queued, nothing could run and the pool was
- * at max_threads; injected / retired: threads added past min_threads for blocked workers,
+ * taken; starvations: episodes where work was queued and nothing could run - every worker
+ * blocked at max_threads, or no callback finished for a second while no worker was idle
+ * (callbacks blocked where weft cannot see); injected / retired: threads added past min_threads for blocked workers,
  * threads that retired idle; completed: callbacks that finished. */
 typedef struct weft_pool_stats {
 	uint32_t threads, idle, blocked, max_threads, min_threads, concurrency;
