@@ -618,6 +618,8 @@ void weft_pool_get_stats(weft_pool *p, weft_pool_stats *out)
 {
 	struct scan s;
 	memset(out, 0, sizeof *out);
+	if (!p)
+		return;
 	pthread_mutex_lock(&p->lock);
 	scan_locked(p, &s);
 	out->threads = p->threads;
