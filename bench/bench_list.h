@@ -7,3 +7,5 @@ WEFT_BENCH_UNIT(bench_locks)    /* bench/sync/bench_locks.c: mutual exclusion + 
 WEFT_BENCH_UNIT(bench_rwlock)   /* bench/sync/bench_rwlock.c: read/write mixes, writer starvation */
 WEFT_BENCH_UNIT(bench_handoff)  /* bench/sync/bench_handoff.c: ping-pong hand-offs */
 WEFT_BENCH_UNIT(bench_waitmany) /* bench/sync/bench_waitmany.c: wait-any over 64 and 1,000 objects */
+WEFT_BENCH_UNIT(bench_port)     /* bench/pool/bench_port.c: completion port hand-offs, async I/O */
+WEFT_BENCH_UNIT(bench_pool)     /* bench/pool/bench_pool.c: thread pool items, latency, fork-join */
