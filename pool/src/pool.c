@@ -326,35 +326,36 @@ static void scan_locked(weft_pool *p, struct scan *s)
 	}
 }
 
-/* Injection and starvation; returns when to look again (UINT64_MAX: when kicked). */
-static uint64_t manager_check(weft_pool *p, uint64_t now)
+/* Work queued, no idle worker, fewer than concurrency running: inject one thread, or at
+ * max_threads with nothing running count a starvation episode. Pool lock held. Returns
+ * true if a thread was injected. */
+static bool inject_locked(weft_pool *p, const struct scan *s, uint64_t queued)
 {
-	struct scan s;
-	uint64_t next = UINT64_MAX;
-	pthread_mutex_lock(&p->lock);
-	scan_locked(p, &s);
-	uint64_t sub = weft__load_acq(&p->submitted) >> 2;
-	uint64_t queued = sub > s.taken ? sub - s.taken : 0;
-	if (queued > 0 && s.idle == 0 && s.busy < p->concurrency) {
-		if (spawn_locked(p)) {
-			weft__fadd_rlx(&p->injected, 1u);
-			p->starving = false;
-			next = now + 1000000ull; /* look again soon: one thread at a time */
-		} else if (s.busy == 0 && !(weft__load_acq(&p->submitted) & 2u)) {
-			if (!p->starving) {
-				p->starving = true;
-				weft__fadd_rlx(&p->starvations, 1u);
-				log_starvation(p, "blocked workers");
-			}
-		}
-	} else {
+	if (!(queued > 0 && s->idle == 0 && s->busy < p->concurrency)) {
 		p->starving = false;
+		return false;
 	}
-	/* No progress: work queued, nobody idle, and not one callback finished for a while.
-	 * This covers callbacks that block where weft cannot see it (a plain read, sleep, a
-	 * pthread mutex): the port still counts them as running, so no thread can help; the
-	 * pool can only say so. One count per episode, none while a blocked episode runs. */
-	if (queued > 0 && s.idle == 0 && s.completed == p->last_completed) {
+	if (spawn_locked(p)) {
+		weft__fadd_rlx(&p->injected, 1u);
+		p->starving = false;
+		return true;
+	}
+	if (s->busy == 0 && !(weft__load_acq(&p->submitted) & 2u) && !p->starving) {
+		p->starving = true;
+		weft__fadd_rlx(&p->starvations, 1u);
+		log_starvation(p, "blocked workers");
+	}
+	return false;
+}
+
+/* No progress: work queued, nobody idle, and not one callback finished for a while.
+ * This covers callbacks that block where weft cannot see it (a plain read, sleep, a
+ * pthread mutex): the port still counts them as running, so no thread can help; the pool
+ * can only say so. One count per episode, none while a blocked episode runs. Pool lock
+ * held. */
+static void watch_progress_locked(weft_pool *p, const struct scan *s, uint64_t queued, uint64_t now)
+{
+	if (queued > 0 && s->idle == 0 && s->completed == p->last_completed) {
 		if (p->stall_ns == 0)
 			p->stall_ns = now;
 		if (!p->stalled && now - p->stall_ns >= WEFT__TP_STALL_NS) {
@@ -365,23 +366,43 @@ static uint64_t manager_check(weft_pool *p, uint64_t now)
 			}
 		}
 	} else {
-		p->last_completed = s.completed;
+		p->last_completed = s->completed;
 		p->stall_ns = 0;
 		p->stalled = false;
 	}
-	/* When to look again: soon while work is queued; every 100 ms while any worker is
-	 * busy (work may pile up behind it) or the pool was idle only briefly; after a second
-	 * of idleness not at all - the next submit wakes us (mgr_asleep). */
-	if (queued > 0 || s.idle < p->threads || s.blocked > 0)
+}
+
+/* When to look again: soon while work is queued; every 100 ms while any worker is busy
+ * (work may pile up behind it) or the pool was idle only briefly; after a second of
+ * idleness not at all - the next submit wakes us (mgr_asleep). Pool lock held. */
+static uint64_t next_look_locked(weft_pool *p, const struct scan *s, uint64_t queued, uint64_t now)
+{
+	if (queued > 0 || s->idle < p->threads || s->blocked > 0)
 		p->idle_looks = 0;
 	else
 		p->idle_looks++;
-	if (next == UINT64_MAX && queued > 0)
-		next = now + WEFT__TP_CHECK_NS;
-	else if (next == UINT64_MAX && p->idle_looks < 10)
-		next = now + 10 * WEFT__TP_CHECK_NS;
-	else if (next == UINT64_MAX)
-		weft__store_rlx(&p->mgr_asleep, 1u); /* relaxed: a missed wake-up only delays a report */
+	if (queued > 0)
+		return now + WEFT__TP_CHECK_NS;
+	if (p->idle_looks < 10)
+		return now + 10 * WEFT__TP_CHECK_NS;
+	weft__store_rlx(&p->mgr_asleep, 1u); /* relaxed: a missed wake-up only delays a report */
+	return UINT64_MAX;
+}
+
+/* Injection, starvation, retired threads; returns when to look again (UINT64_MAX: when
+ * kicked). */
+static uint64_t manager_check(weft_pool *p, uint64_t now)
+{
+	struct scan s;
+	pthread_mutex_lock(&p->lock);
+	scan_locked(p, &s);
+	uint64_t sub = weft__load_acq(&p->submitted) >> 2;
+	uint64_t queued = sub > s.taken ? sub - s.taken : 0;
+	bool injected = inject_locked(p, &s, queued);
+	watch_progress_locked(p, &s, queued, now);
+	uint64_t next = next_look_locked(p, &s, queued, now);
+	if (injected)
+		next = now + 1000000ull; /* look again soon: one thread at a time */
 	/* Join the retired workers. They left the list and only return from their thread
 	 * function now, so the join is short. */
 	struct weft__tp_worker *z = p->zombies;
