@@ -51,25 +51,36 @@ static uint32_t sleep_on(struct weft__waiter *w, uint32_t seen, const struct tim
 	return weft__load_acq(&w->state);
 }
 
-static int wait_any(struct weft_handle *const *hs, uint32_t n, struct weft__wait_block *wbs,
-		    struct weft__waiter *w, const struct timespec *deadline, bool alertable)
+/* Wait-any fast path: the lowest index that looks signaled is acquired under its own
+ * lock, with nothing linked (so nobody else can touch the waiter yet). Returns the wait
+ * result, or -1 when nothing looked signaled or the guess was stale (the full pass then
+ * decides). Saves 2n lock round trips when something is ready. */
+static int any_fast(struct weft_handle *const *hs, uint32_t n, struct weft_handle *self)
 {
-	/* Fast path: the lowest index that looks signaled is acquired under its own lock,
-	 * with nothing linked (so nobody else can touch w yet). If the hint was stale, the
-	 * full pass below decides. Saves 2n lock round trips when something is ready. */
 	for (uint32_t i = 0; i < n; i++) {
 		struct weft_handle *h = hs[i];
-		if (!weft__signaled_hint(h, w->self))
+		if (!weft__signaled_hint(h, self))
 			continue;
 		weft__obj_lock(h);
-		if (weft__signaled(h, w->self)) {
-			bool ab = weft__consume(h, w->self);
+		if (weft__signaled(h, self)) {
+			bool ab = weft__consume(h, self);
 			weft__obj_unlock(h);
 			return (int)((ab ? (uint32_t)WEFT_WAIT_ABANDONED_0 : 0u) + i);
 		}
 		weft__obj_unlock(h);
-		break;
+		return -1;
 	}
+	return -1;
+}
+
+/* The whole wait-any (see the top of the file); one function because the pass, the
+ * sleep and the unlink share the linked count and the state protocol. */
+static int wait_any(struct weft_handle *const *hs, uint32_t n, struct weft__wait_block *wbs,
+		    struct weft__waiter *w, const struct timespec *deadline, bool alertable)
+{
+	int fast = any_fast(hs, n, w->self);
+	if (fast >= 0)
+		return fast;
 
 	uint32_t linked = 0;
 	for (uint32_t i = 0; i < n; i++) {
