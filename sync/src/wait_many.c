@@ -1,13 +1,16 @@
 /* wait_many.c - weft_wait, weft_wait_many and their alertable forms.
  *
- * Wait-any: one pass over the objects in index order, each under its own lock: if the
+ * Wait-any: first an unlocked scan for the lowest object that looks signaled (any_fast);
+ * if that guess holds under its lock, it is taken with nothing linked. Otherwise one
+ * pass over the objects in index order, each under its own lock: if the
  * object can be acquired and our state is still 0, we claim ourselves (CAS 0 -> i + 1)
  * and consume it; otherwise we link a wait block and go on. A signaller that finds our
  * block later claims us the same way and consumes on our behalf. The pass stops as soon
  * as the state is non-zero, so at most one object is ever consumed, and the lowest index
- * that was signaled when we reached it wins. Then we sleep on the state word until it is
- * non-zero (claimed, alerted by an APC, or cancelled by ourselves on timeout), and
- * unlink every block, each under its object's lock.
+ * that was signaled when we reached it wins. Then we sleep on the state word until it
+ * holds a result (published by the claimer after its unlock), an APC alert or our own
+ * timeout cancel, and unlink every block still linked, each under its object's lock.
+ * See docs/waitable.md for the whole protocol.
  *
  * Wait-all: lock every object in address order, check all; if all can be acquired,
  * consume all and return with nothing ever having been taken partially. Otherwise link a
