@@ -199,13 +199,17 @@ static void uv_work(uv_work_t *r)
 	u->fn(u->arg);
 }
 
-static uint64_t uv_after_count; /* loop thread only */
+/* Loop thread only: after_work returns the request to the free stack (completions come
+ * back in any order, so requests are not reused by index). */
+static uint64_t uv_after_count;
+static uvreq **uv_free;
+static uint32_t uv_nfree;
 
 static void uv_after(uv_work_t *r, int status)
 {
-	(void)r;
 	(void)status;
 	uv_after_count++;
+	uv_free[uv_nfree++] = (uvreq *)r;
 }
 #endif
 
@@ -217,7 +221,6 @@ typedef struct apool {
 #ifdef WEFT_BENCH_HAVE_UV
 	uv_loop_t loop;
 	uvreq *reqs;
-	uint32_t nreqs;
 #endif
 	uint64_t submitted;
 } apool;
@@ -248,10 +251,15 @@ static int apool_init(apool *a, enum pkind k, void (*fn)(void *), void *arg)
 #ifdef WEFT_BENCH_HAVE_UV
 		if (uv_loop_init(&a->loop) != 0)
 			return -ENOMEM;
-		a->nreqs = 2 * WINDOW;
-		a->reqs = calloc(a->nreqs, sizeof *a->reqs);
+		a->reqs = calloc(2 * WINDOW, sizeof *a->reqs);
+		uv_free = calloc(2 * WINDOW, sizeof *uv_free);
 		uv_after_count = 0;
-		return a->reqs ? 0 : -ENOMEM;
+		uv_nfree = 0;
+		if (!a->reqs || !uv_free)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < 2 * WINDOW; i++)
+			uv_free[uv_nfree++] = &a->reqs[i];
+		return 0;
 #else
 		return -ENOSYS;
 #endif
@@ -281,8 +289,10 @@ static void apool_destroy(apool *a)
 		if (a->reqs) {
 			uv_run(&a->loop, UV_RUN_DEFAULT);
 			uv_loop_close(&a->loop);
-			free(a->reqs);
 		}
+		free(a->reqs);
+		free(uv_free);
+		uv_free = NULL;
 #endif
 		break;
 	default:
@@ -306,7 +316,9 @@ static inline __attribute__((always_inline)) void apool_submit(apool *a, enum pk
 		break;
 	case P_UV: {
 #ifdef WEFT_BENCH_HAVE_UV
-		uvreq *u = &a->reqs[a->submitted % a->nreqs];
+		while (uv_nfree == 0)
+			uv_run(&a->loop, UV_RUN_ONCE);
+		uvreq *u = uv_free[--uv_nfree];
 		u->fn = fn;
 		u->arg = arg;
 		if (uv_queue_work(&a->loop, &u->req, uv_work, uv_after) != 0)

@@ -16,9 +16,10 @@
  * port_rt/<impl>/consumers:<k>: round trips: the benchmark thread puts a ping on channel A,
  *   one of k helpers takes it and puts the reply on channel B, which the benchmark thread
  *   takes. rt_us, cpu_us_rt.
- * port_idle/<impl>: one consumer blocked in take while the benchmark thread sleeps 200 ms
- *   (quick: 20 ms) right after a round trip: cpu_us_idle is the consumer thread's CPU time
- *   over that sleep (its bounded spin plus nothing, if it really sleeps).
+ * port_idle/<impl>: one round trip, then one consumer blocked in take while the benchmark
+ *   thread sleeps 200 ms (quick: 20 ms): cpu_us_idle is the consumer thread's CPU time from
+ *   the ping to the end of the sleep (its take and reply, its bounded spin, then nothing if
+ *   it really sleeps).
  * port_io/<op>/<impl>: asynchronous I/O through a port against the plain system calls.
  *   The port's backend is fixed per process (weft_port_create caches the first choice of
  *   WEFT_BACKEND), so every row of this family runs in a child: weft-bench re-executes
@@ -436,10 +437,11 @@ static inline __attribute__((always_inline)) void idle_body(weft_bench_state *st
 	double cpu_us = 0;
 	uint64_t n = 0;
 	while (weft_bench_batch(st, 1)) {
+		/* from before the ping: the consumer's take, reply, and its way back into take
+		 * (spin, then sleep) are all counted, so a spin cannot hide behind a slow reply */
+		uint64_t t0 = bench_now_ns(clk);
 		chan_put(&ch[0], k, n);
 		(void)chan_take(&me, k);
-		/* the consumer is now back in take (or about to be): it spins, then sleeps */
-		uint64_t t0 = bench_now_ns(clk);
 		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)sleep_ns};
 		while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
 			;
