@@ -470,6 +470,11 @@ def main():
     s.wstarve_section()
     s.handoff_section()
     s.shim_section()
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pool"))
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+    import summary_pool  # the port and pool families (issues 5, 6): bench/pool/summary_pool.py
+    s.out += summary_pool.sections(os.path.join(outdir, "bench.json"))
+    s.med = {k: v for k, v in s.med.items() if k[0] not in summary_pool.FAMILIES}
     s.other_section()
     charts = s.charts(outdir)
     if charts:
