@@ -17,6 +17,12 @@ static void test_mutex_recursion(void **state)
 		assert_int_equal(weft_mutex_release(m), 0);
 	assert_int_equal(weft_mutex_release(m), -EPERM);
 	assert_int_equal(weft_mutex_release(NULL), -EINVAL);
+	/* releasing an event as a mutex: a clear error, the event untouched */
+	weft_handle *ev = weft_event_create(false, true);
+	assert_int_equal(weft_mutex_release(ev), -EINVAL);
+	assert_int_equal(weft_semaphore_release(m, 1, NULL), -EINVAL);
+	assert_int_equal(weft_wait(ev, 0), WEFT_WAIT_OBJECT_0);
+	weft_handle_close(ev);
 	weft_handle_close(m);
 
 	weft_handle *o = weft_mutex_create(true);
