@@ -35,7 +35,9 @@ struct weft__tblock {
 	struct weft__tblock *next, *prev; /* registry, under reg_lock */
 };
 
-static __thread struct weft__tblock *tls_block;
+/* initial-exec, like weft__tls_tid: one %fs-relative load on every wait, also from
+ * libweft.so. */
+static __thread struct weft__tblock *tls_block __attribute__((tls_model("initial-exec")));
 static pthread_key_t block_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
