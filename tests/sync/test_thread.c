@@ -127,6 +127,8 @@ struct stackinfo {
 	char comm[32];
 	uint32_t tid;
 	int cur_ok;
+	int self_rename;
+	char comm2[32];
 };
 
 static unsigned probe(void *arg)
@@ -141,6 +143,9 @@ static unsigned probe(void *arg)
 	s->tid = weft_current_tid();
 	weft_handle *me = weft_thread_current();
 	s->cur_ok = me && weft_thread_id(me) == s->tid && weft_wait(me, 0) == WEFT_WAIT_TIMEOUT;
+	/* renaming oneself (the prctl path) */
+	s->self_rename = weft_thread_set_name(me, "self-named");
+	pthread_getname_np(pthread_self(), s->comm2, sizeof s->comm2);
 	weft_handle_close(me);
 	return 0;
 }
@@ -155,6 +160,8 @@ static void test_thread_attrs(void **state)
 	assert_true(s.size >= WEFT_THREAD_DEFAULT_STACK && s.size < WEFT_THREAD_DEFAULT_STACK + 256 * 1024);
 	assert_int_equal(s.tid, tid);
 	assert_true(s.cur_ok);
+	assert_int_equal(s.self_rename, 0);
+	assert_string_equal(s.comm2, "self-named");
 
 	weft_thread_attr attr = { 256 * 1024, 0, "a-very-long-thread-name" };
 	t = weft_thread_create(probe, &s, &attr, NULL);
