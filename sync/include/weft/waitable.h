@@ -105,7 +105,9 @@ WEFT_API int weft_mutex_release(weft_handle *h);
  * ------------------------------------------------------------------------------------- */
 
 /* Creates an inactive, non-signaled timer. A manual-reset timer stays signaled until set
- * again; an auto-reset (synchronization) timer releases one waiter per expiry.
+ * again; an auto-reset (synchronization) timer releases one waiter per expiry. Timers
+ * and process handles are driven by one weft service thread, which a fork()ed child does
+ * not have: there they never fire (exec, or create them in the parent).
  * Errors: returns NULL when out of memory or out of file descriptors (one timerfd each). */
 WEFT_API weft_handle *weft_timer_create(bool manual_reset);
 /* Arms the timer: it becomes non-signaled now, signaled after due_ms, then again every
