@@ -102,6 +102,11 @@ struct weft__backend_ops {
 	 * (the reaper reads the op only there: the kernel's completion is no ordering a
 	 * race detector knows of, the io lock is). */
 	int (*reap)(void *be, struct weft__op *op, int res);
+	/* Optional: reports, through weft__port_stage_done_locked, every stage that has
+	 * already finished; called with the io lock held right after a submission, so an
+	 * operation the kernel completed during the submit (a read from the page cache, a
+	 * recv of buffered data) reaches the queue without a hop through the reaper. */
+	void (*drain)(void *be);
 	/* The reaper loop: waits for finished stages and reports them, until stopped. */
 	void (*wait)(void *be);
 	/* Stops wait (the port is closing, nothing is in flight); under the io lock. */
@@ -114,6 +119,11 @@ extern const struct weft__backend_ops weft__backend_uring; /* absent if WEFT_IO_
 /* Called by a reaper (no backend lock held) for each stage that finished later than
  * arm: res is bytes / a new fd / 0, or a negative errno. */
 WEFT_INTERNAL void weft__port_stage_done(weft_port *port, struct weft__op *op, int res);
+/* The same, with the port's io lock already held (drain). */
+WEFT_INTERNAL void weft__port_stage_done_locked(weft_port *port, struct weft__op *op, int res);
+/* The port's io lock, for a reaper that drains under it. */
+WEFT_INTERNAL void weft__port_io_lock(weft_port *port);
+WEFT_INTERNAL void weft__port_io_unlock(weft_port *port);
 
 /* sendfile(2) from op->file_fd at ov->offset + op->done to op->fd, until all is sent
  * (0), end of file (0), the socket is full (-EAGAIN) or an error; advances op->done.

@@ -1,13 +1,16 @@
 /* backend_uring.c - io_uring: the kernel runs the operations and posts their results.
  *
- * How completions reach the waiting threads: one ring per port. Any thread submits
- * under the port's io lock (the submission queue has a single producer at a time); one
- * reaper thread per port is the only consumer of the completion queue: it sleeps in
- * io_uring_wait_cqe, takes every CQE available in one pass, and reports each to port.c,
- * which advances multi-stage operations (re-arming them from the reaper) or queues the
- * packet and hands it to the most recent waiting thread (LIFO) under the concurrency
- * limit - the same path as a posted packet, so the port's semantics are identical on
- * both backends. Why a reaper rather than letting waiting threads enter the ring
+ * How completions reach the waiting threads: one ring per port, both of its queues
+ * used under the port's io lock. Any thread submits under it; right after submitting,
+ * still under it, the submitter drains the completion queue: io_uring runs an operation
+ * inline during the submit when it can (a read from the page cache, a recv of data
+ * already buffered, a send into an empty socket buffer), so its CQE is already there
+ * and its packet reaches the port's queue from the submitting thread, with no thread
+ * hop. Everything that had to wait is reaped by one reaper thread per port, which sleeps
+ * in io_uring_wait_cqe without the lock, then drains under it. Every result goes to
+ * port.c, which advances multi-stage operations or queues the packet and hands it to
+ * the most recent waiting thread (LIFO) under the concurrency limit - the same path as
+ * a posted packet, so the port's semantics are identical on both backends. Why a reaper rather than letting waiting threads enter the ring
  * (leader/followers): the waiters then always sleep on their own futex words, which is
  * what makes LIFO wake order and the released/paused accounting exact and keeps posted
  * packets (the thread pool's hot path) free of any ring traffic; the price is one
@@ -185,23 +188,36 @@ static int ur_reap(void *be, struct weft__op *op, int res)
 	return res;
 }
 
+/* Reports every CQE available (io lock held: the submitters drain too). */
+static void ur_drain(void *be)
+{
+	struct ur *u = be;
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&u->ring, head, cqe)
+	{
+		uint64_t tag = io_uring_cqe_get_data64(cqe);
+		if (tag != TAG_WAKE && tag != TAG_CANCEL)
+			weft__port_stage_done_locked(u->port, (struct weft__op *)(uintptr_t)tag, cqe->res);
+		n++;
+	}
+	io_uring_cq_advance(&u->ring, n);
+}
+
 static void ur_wait(void *be)
 {
 	struct ur *u = be;
 	/* acquire: pairs with the release in ur_wake. */
 	while (!weft__load_acq(&u->stop)) {
-		struct io_uring_cqe *cqe;
-		if (io_uring_wait_cqe(&u->ring, &cqe) < 0)
+		/* Sleeps without the io lock until a CQE is there; a submitter may drain it
+		 * first, the drain below then finds nothing and the loop sleeps again. The
+		 * raw enter, not io_uring_wait_cqe: that one reads the CQ head, which only the
+		 * lock holder may touch. */
+		if (io_uring_enter((unsigned)u->ring.ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL) < 0)
 			continue; /* -EINTR */
-		unsigned head, n = 0;
-		io_uring_for_each_cqe(&u->ring, head, cqe)
-		{
-			uint64_t tag = io_uring_cqe_get_data64(cqe);
-			if (tag != TAG_WAKE && tag != TAG_CANCEL)
-				weft__port_stage_done(u->port, (struct weft__op *)(uintptr_t)tag, cqe->res);
-			n++;
-		}
-		io_uring_cq_advance(&u->ring, n);
+		weft__port_io_lock(u->port);
+		ur_drain(u);
+		weft__port_io_unlock(u->port);
 	}
 }
 
@@ -226,6 +242,7 @@ const struct weft__backend_ops weft__backend_uring = {
 	.arm = ur_arm,
 	.cancel = ur_cancel,
 	.reap = ur_reap,
+	.drain = ur_drain,
 	.wait = ur_wait,
 	.wake = ur_wake,
 };

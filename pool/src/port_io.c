@@ -112,12 +112,27 @@ static void op_advance(weft_port *p, struct weft__op *op, int res)
 	}
 }
 
-void weft__port_stage_done(weft_port *p, struct weft__op *op, int res)
+void weft__port_stage_done_locked(weft_port *p, struct weft__op *op, int res)
 {
-	weft__plock(&p->iolock);
 	if (p->be->reap)
 		res = p->be->reap(p->bes, op, res);
 	op_advance(p, op, res);
+}
+
+void weft__port_stage_done(weft_port *p, struct weft__op *op, int res)
+{
+	weft__plock(&p->iolock);
+	weft__port_stage_done_locked(p, op, res);
+	weft__punlock(&p->iolock);
+}
+
+void weft__port_io_lock(weft_port *p)
+{
+	weft__plock(&p->iolock);
+}
+
+void weft__port_io_unlock(weft_port *p)
+{
 	weft__punlock(&p->iolock);
 }
 
@@ -328,6 +343,8 @@ static int op_submit(weft_port *p, int fd, weft_overlapped *ov, struct weft__op 
 	int res;
 	if (p->be->arm(p->bes, op, &res) == 1)
 		op_advance(p, op, res);
+	if (p->be->drain)
+		p->be->drain(p->bes);
 	weft__punlock(&p->iolock);
 	return 0;
 }
