@@ -1,0 +1,116 @@
+/* weft/net.h - TCP servers on the completion port.
+ *
+ * The completion-port server of the Windows books, as a small framework: a listener that
+ * keeps N accepts posted at all times (the AcceptEx pattern), one receive posted per
+ * connection, per-I/O contexts recovered from the completed weft_overlapped, a buffer
+ * pool that allocates nothing once warm, and a bounded send queue per connection: once a
+ * connection has send_queue_max/2 bytes waiting to go out, the server stops reading from
+ * it until the queue drains, so a peer that sends without reading cannot make the server
+ * buffer without limit.
+ *
+ * Callbacks run on the server's port threads. For one connection, on_accept comes first
+ * and on_close last; on_data calls never overlap each other (the next receive is posted
+ * only when on_data returns); on_write_done may run on another thread at the same time as
+ * on_data. A callback may call weft_conn_send and weft_conn_close on any connection it
+ * holds; it must not call weft_server_stop or weft_server_destroy.
+ */
+#ifndef WEFT_NET_H
+#define WEFT_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <weft/pool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_server weft_server;
+typedef struct weft_conn weft_conn;
+
+typedef struct weft_server_callbacks {
+	/* A connection was accepted. Return 0 to keep it, a negative errno to refuse it (it
+	 * is closed at once; on_close is still called). May be NULL. */
+	int (*on_accept)(weft_conn *c);
+	/* len > 0 bytes arrived; data is valid during the call only. May be NULL (bytes are
+	 * then discarded). */
+	void (*on_data)(weft_conn *c, const void *data, size_t len);
+	/* bytes more were sent (one weft_conn_send may be reported in several calls, several
+	 * in one). May be NULL. */
+	void (*on_write_done)(weft_conn *c, size_t bytes);
+	/* The connection is gone: reason 0 when the peer closed, -ECONNABORTED after
+	 * weft_conn_close, -ESHUTDOWN when the server stopped, -ETIMEDOUT when it was idle
+	 * past idle_timeout_ms, else the I/O error. The last
+	 * callback for c: its memory is freed when on_close returns. May be NULL. */
+	void (*on_close)(weft_conn *c, int reason);
+} weft_server_callbacks;
+
+typedef struct weft_server_config {
+	const char *listen;         /* "ADDR:PORT", IPv4 (NULL: "127.0.0.1:0", any free port) */
+	uint32_t threads;           /* port threads (0: the number of CPUs) */
+	uint32_t accepts;           /* accepts kept posted (0: 16) */
+	uint32_t max_conns;         /* connections at once; more are closed at accept (0: 10000) */
+	uint32_t buf_size;          /* receive size and send-buffer chunk (0: 16 KiB) */
+	uint32_t send_queue_max;    /* bytes queued per connection (0: 256 KiB; at least 2 buffers) */
+	uint32_t idle_timeout_ms;   /* close a connection with no receive or send completed for
+	                             * this long (on_close reason -ETIMEDOUT; checked every
+	                             * quarter of it, so it fires within 1.25x; 0: never) */
+	const weft_server_callbacks *cb;
+	void *user;                 /* weft_server_user() */
+} weft_server_config;
+
+/* Counters, read without a lock (each is exact, a snapshot may be a moment apart).
+ * buf_allocs counts buffer-pool allocations from the system: flat once the pool is warm;
+ * buf_free: buffers idle in the pool; buf_in_use: buffers held by connections. */
+typedef struct weft_server_stats {
+	uint64_t accepted, refused, closed, active;
+	uint64_t bytes_in, bytes_out, errors;
+	uint64_t queued_bytes, recv_pauses, timeouts;
+	uint64_t buf_allocs, buf_free, buf_in_use;
+} weft_server_stats;
+
+/* Creates a server: binds and listens, starts the port threads and posts the accepts.
+ * Returns NULL with the reason in *err (may be NULL): -EINVAL for a bad config or
+ * address, -EADDRINUSE, -ENOMEM, or the port's failure (-ENODEV when the backend forced by
+ * WEFT_BACKEND is not available). */
+WEFT_API weft_server *weft_server_create(const weft_server_config *cfg, int *err);
+
+/* The TCP port the server listens on (useful after "ADDR:0"). */
+WEFT_API int weft_server_port(const weft_server *s);
+/* The backend of the server's port: "uring" or "epoll". */
+WEFT_API const char *weft_server_backend(const weft_server *s);
+WEFT_API void *weft_server_user(const weft_server *s);
+WEFT_API void weft_server_get_stats(const weft_server *s, weft_server_stats *out);
+
+/* Graceful stop: closes the listener (no accept after the call returns), lets open
+ * connections finish for up to timeout_ms, then closes the rest (on_close reason
+ * -ESHUTDOWN) and waits until every on_close has returned. Returns how many connections
+ * had to be closed at the deadline. Blocks; call it once, not from a callback. */
+WEFT_API int weft_server_stop(weft_server *s, uint32_t timeout_ms);
+
+/* Stops (immediately, if weft_server_stop was not called), joins the port threads and
+ * frees everything. */
+WEFT_API void weft_server_destroy(weft_server *s);
+
+/* Queues a copy of data[0, len) to be sent after everything queued before. Returns 0,
+ * -ENOBUFS if the connection's queue would exceed send_queue_max (nothing is queued),
+ * -ENOTCONN once the connection is closing, -ENOMEM. Thread-safe; never blocks on the
+ * network. */
+WEFT_API int weft_conn_send(weft_conn *c, const void *data, size_t len);
+
+/* Closes the connection: pending I/O is cancelled, queued bytes are dropped, on_close
+ * follows (reason -ECONNABORTED) once nothing is in flight. Idempotent, thread-safe. */
+WEFT_API void weft_conn_close(weft_conn *c);
+
+/* Bytes queued to send and not yet sent. */
+WEFT_API size_t weft_conn_queued(const weft_conn *c);
+WEFT_API void weft_conn_set_user(weft_conn *c, void *user);
+WEFT_API void *weft_conn_user(const weft_conn *c);
+WEFT_API weft_server *weft_conn_server(const weft_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,155 @@
+/* weft-server - servers on the weft completion port. See --help.
+ *
+ * The main thread only parses options, starts the server and waits for SIGINT/SIGTERM
+ * (blocked in every thread, taken with sigwait); the port threads do all the work. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft/net.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: weft-server --mode echo [options]\n"
+		"\n"
+		"Serves TCP on the weft completion port: a listener keeps --accepts accepts posted,\n"
+		"--threads port threads run every completion, and each connection has one receive\n"
+		"and a bounded send queue in flight.\n"
+		"\n"
+		"modes:\n"
+		"  echo                 TCP echo: every byte received is sent back, in order.\n"
+		"                       (udp-echo and http are described in issue 7; not built yet)\n"
+		"\n"
+		"options:\n"
+		"  --mode MODE          what to serve (required): echo\n"
+		"  --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:8080; port 0: any)\n"
+		"  --threads N          port threads (default: number of CPUs)\n"
+		"  --backend B          uring or epoll (default: uring where the kernel allows it)\n"
+		"  --accepts N          accepts kept posted (default 16)\n"
+		"  --max-conns N        connections at once; more are closed at accept (default 10000)\n"
+		"  --buf-size BYTES     receive size and send chunk (default 16384)\n"
+		"  --send-queue BYTES   bytes queued per connection before its reading pauses at half\n"
+		"                       (default 262144)\n"
+		"  --shutdown-ms MS     on SIGINT/SIGTERM: stop accepting, let connections finish for\n"
+		"                       MS milliseconds, then close the rest (default 5000)\n"
+		"  --help               this text\n"
+		"\n"
+		"Logs go to stderr: the address once listening, then one line per event of note;\n"
+		"on shutdown a line of counters. Exit status 0 after a clean shutdown, 1 when the\n"
+		"server cannot start, 2 on bad usage.\n");
+}
+
+static void echo_on_data(weft_conn *c, const void *data, size_t len)
+{
+	int rc = weft_conn_send(c, data, len);
+	if (rc < 0 && rc != -ENOTCONN) {
+		fprintf(stderr, "weft-server: echo send failed (%s), closing the connection\n", strerror(-rc));
+		weft_conn_close(c);
+	}
+}
+
+static const weft_server_callbacks echo_callbacks = { .on_data = echo_on_data };
+
+static bool parse_u32(const char *s, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*s == '\0' || *s == '-' || *end != '\0' || errno || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_MODE = 1, O_LISTEN, O_THREADS, O_BACKEND, O_ACCEPTS, O_MAXCONNS, O_BUF, O_SQ, O_SHUT, O_HELP };
+	static const struct option opts[] = {
+		{ "mode", required_argument, NULL, O_MODE },
+		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "threads", required_argument, NULL, O_THREADS },
+		{ "backend", required_argument, NULL, O_BACKEND },
+		{ "accepts", required_argument, NULL, O_ACCEPTS },
+		{ "max-conns", required_argument, NULL, O_MAXCONNS },
+		{ "buf-size", required_argument, NULL, O_BUF },
+		{ "send-queue", required_argument, NULL, O_SQ },
+		{ "shutdown-ms", required_argument, NULL, O_SHUT },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *mode = NULL, *backend = NULL;
+	uint32_t shutdown_ms = 5000;
+	weft_server_config cfg = { .listen = "127.0.0.1:8080" };
+	int o;
+	bool ok = true;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case O_MODE: mode = optarg; break;
+		case O_LISTEN: cfg.listen = optarg; break;
+		case O_BACKEND: backend = optarg; break;
+		case O_THREADS: ok &= parse_u32(optarg, &cfg.threads); break;
+		case O_ACCEPTS: ok &= parse_u32(optarg, &cfg.accepts); break;
+		case O_MAXCONNS: ok &= parse_u32(optarg, &cfg.max_conns); break;
+		case O_BUF: ok &= parse_u32(optarg, &cfg.buf_size); break;
+		case O_SQ: ok &= parse_u32(optarg, &cfg.send_queue_max); break;
+		case O_SHUT: ok &= parse_u32(optarg, &shutdown_ms); break;
+		case O_HELP: usage(stdout); return 0;
+		default: ok = false; break;
+		}
+	}
+	if (!ok || optind != argc || !mode) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(mode, "echo") != 0) {
+		fprintf(stderr, "weft-server: mode '%s' is not available in this build (only echo)\n", mode);
+		return 2;
+	}
+	if (backend) {
+		if (strcmp(backend, "uring") != 0 && strcmp(backend, "epoll") != 0) {
+			fprintf(stderr, "weft-server: --backend must be uring or epoll\n");
+			return 2;
+		}
+		/* The port reads WEFT_BACKEND when it is created. */
+		setenv("WEFT_BACKEND", backend, 1);
+	}
+	cfg.cb = &echo_callbacks;
+
+	/* Block the stop signals before any thread starts, so every port thread inherits
+	 * the mask and only sigwait below takes them. A peer that resets must not kill us. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int err = 0;
+	weft_server *s = weft_server_create(&cfg, &err);
+	if (!s) {
+		fprintf(stderr, "weft-server: cannot listen on %s: %s\n", cfg.listen, strerror(-err));
+		return 1;
+	}
+	fprintf(stderr, "weft-server: mode %s listening on %.*s:%d, backend %s\n", mode,
+		(int)(strrchr(cfg.listen, ':') - cfg.listen), cfg.listen, weft_server_port(s),
+		weft_server_backend(s));
+	int sig = 0;
+	sigwait(&stop, &sig);
+	fprintf(stderr, "weft-server: %s, stopping (up to %u ms for open connections)\n",
+		sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_ms);
+	int forced = weft_server_stop(s, shutdown_ms);
+	weft_server_stats st;
+	weft_server_get_stats(s, &st);
+	fprintf(stderr,
+		"weft-server: stopped; connections %llu accepted, %llu refused, %d closed at the "
+		"deadline; bytes %llu in, %llu out; errors %llu\n",
+		(unsigned long long)st.accepted, (unsigned long long)st.refused, forced,
+		(unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
+		(unsigned long long)st.errors);
+	weft_server_destroy(s);
+	return 0;
+}
