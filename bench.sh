@@ -6,7 +6,8 @@
 #
 # Options:  --reps N  --min-time SECONDS  --filter REGEX  --out DIR  --build DIR
 #           -- ARGS...   passed to weft-bench (Google Benchmark flags)
-# Environment: WEFT_BENCH_BUILD_DIR (default build-release), WEFT_BENCH_NO_INSTALL=1.
+# Environment: WEFT_BENCH_BUILD_DIR (default build-release), WEFT_BENCH_NO_INSTALL=1,
+#              WEFT_BENCH_TIMEOUT (seconds for the whole run; 300 quick, 3600 full).
 #
 # Installs the Debian packages it needs when they are missing (and says which), builds
 # weft-bench in Release, runs it, and writes under results/<UTC timestamp>/:
@@ -104,10 +105,18 @@ args+=("${extra[@]}")
 
 echo "bench.sh: running $(basename "$exe") ($([ $quick = 1 ] && echo quick || echo "full, $reps repetitions")) -> $out"
 start=$(date +%s)
+# A hung row (a lost wake-up in a primitive under test) must not hang CI: cap the run.
+limit=${WEFT_BENCH_TIMEOUT:-$([ $quick = 1 ] && echo 300 || echo 3600)}
 set +e
-"$exe" "${args[@]}" 2>&1 | tee "$out/console.txt"
+timeout --signal=TERM --kill-after=10 "$limit" "$exe" "${args[@]}" 2>&1 | tee "$out/console.txt"
 status=${PIPESTATUS[0]}
 set -e
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+	echo "bench.sh: weft-bench did not finish within $limit s (WEFT_BENCH_TIMEOUT); the last" \
+		"row it printed was: $(grep -E '^[a-z_]+/' "$out/console.txt" | tail -1 | awk '{print $1}')" \
+		"- the row after it hung" >&2
+	exit "$status"
+fi
 echo "bench.sh: benchmark took $(( $(date +%s) - start )) s"
 [ "$status" -eq 0 ] || { echo "bench.sh: weft-bench failed ($status)" >&2; exit "$status"; }
 
