@@ -15,7 +15,8 @@
  *   cache line). ns_item: wall ns per item; cpu_ns_item: process CPU ns per item.
  * pool_latency/<impl>/gap_us:<g>: one item at a time: the benchmark thread reads the clock,
  *   submits, the item reads the clock when it starts; the benchmark thread waits for it
- *   (spinning, then yielding; libuv: uv_run), then sleeps g us before the next. gap 0: the
+ *   (a ~2 us spin, then a futex sleep, so it does not hold a CPU the woken worker may
+ *   need; libuv: uv_run), then sleeps g us before the next. gap 0: the
  *   pool is idle but just finished an item (a worker may still be spinning); gap 1000: the
  *   workers had 1 ms to fall asleep. start_p50_us, start_p99_us, start_max_us.
  * pool_idle/<impl>: after one item, the process's CPU time over a 200 ms sleep of the
@@ -405,16 +406,36 @@ static inline __attribute__((always_inline)) void items_body(weft_bench_state *s
 
 /* ---- pool_latency ---------------------------------------------------------------------- */
 
+/* done: 0 running, 1 finished; sleeping: the submitter announced a futex wait. */
 typedef struct lat_slot {
 	uint64_t t0, start;
-	uint32_t done;
+	uint32_t done, sleeping;
 } lat_slot;
 
 static void lat_item(void *arg)
 {
 	lat_slot *l = arg;
 	l->start = bench_now_ns(CLOCK_MONOTONIC);
-	__atomic_store_n(&l->done, 1, __ATOMIC_RELEASE);
+	/* seq_cst store then load, against the waiter's store of sleeping then load of done */
+	__atomic_store_n(&l->done, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&l->sleeping, __ATOMIC_SEQ_CST))
+		bench_futex_wake(&l->done, 1);
+}
+
+/* The submitter waits for the item without holding its CPU: a woken worker may be
+ * placed on this CPU, so a long spin here would delay the very start it measures. A
+ * ~2 us spin, then a futex sleep. */
+static void lat_wait(lat_slot *l)
+{
+	for (int i = 0; i < 100; i++) {
+		if (__atomic_load_n(&l->done, __ATOMIC_ACQUIRE))
+			return;
+		weft_cpu_relax();
+	}
+	__atomic_store_n(&l->sleeping, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&l->done, __ATOMIC_SEQ_CST))
+		bench_futex_wait(&l->done, 0);
+	__atomic_store_n(&l->sleeping, 0, __ATOMIC_RELAXED);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -445,12 +466,7 @@ static inline __attribute__((always_inline)) void latency_body(weft_bench_state 
 			while (!__atomic_load_n(&l->done, __ATOMIC_ACQUIRE))
 				apool_make_progress(&a, k);
 		} else {
-			for (uint32_t spins = 0; !__atomic_load_n(&l->done, __ATOMIC_ACQUIRE); spins++) {
-				if (spins < 20000)
-					weft_cpu_relax();
-				else
-					sched_yield();
-			}
+			lat_wait(l);
 		}
 		if (s && (int64_t)n < cap)
 			s[n++] = l->start - l->t0;
@@ -492,8 +508,12 @@ static inline __attribute__((always_inline)) void idle_body(weft_bench_state *st
 	while (weft_bench_batch(st, 1)) {
 		__atomic_store_n(&l->done, 0, __ATOMIC_RELAXED);
 		apool_submit(&a, k, lat_item, l);
-		while (!__atomic_load_n(&l->done, __ATOMIC_ACQUIRE))
-			apool_make_progress(&a, k);
+		if (k == P_UV) {
+			while (!__atomic_load_n(&l->done, __ATOMIC_ACQUIRE))
+				apool_make_progress(&a, k);
+		} else {
+			lat_wait(l);
+		}
 		uint64_t c0 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
 		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)sleep_ns};
 		while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)

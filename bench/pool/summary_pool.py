@@ -3,7 +3,8 @@
 Called by bench/summary.py as sections(bench_json_path) -> list of markdown lines (empty
 when the run has none of these families). Reads the JSON itself because these families
 key their rows by benchmark arguments (consumers:, gap_us:, cutoff:), not by threads.
-Python 3 standard library only. Also runnable alone: summary_pool.py RESULTS_DIR.
+Python 3 standard library only. Also runnable alone: summary_pool.py RESULTS_DIR... (with
+several folders, the medians are taken over every repetition of every run).
 """
 import json
 import os
@@ -17,12 +18,14 @@ IGNORED_ARGS = {"min_warmup_time", "iterations", "real_time", "threads", "min_ti
                 "repeats", "process_time", "manual_time"}
 
 
-def _load(path):
-    with open(path) as f:
-        data = json.load(f)
+def _load(paths):
+    benchmarks = []
+    for path in paths:
+        with open(path) as f:
+            benchmarks += json.load(f).get("benchmarks", [])
     runs = defaultdict(lambda: defaultdict(list))
     errors = []
-    for b in data.get("benchmarks", []):
+    for b in benchmarks:
         if b.get("run_type") != "iteration":
             continue
         parts = b["run_name"].split("/")
@@ -59,10 +62,11 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}f}"
 
 
-def sections(path):
-    if not os.path.exists(path):
+def sections(path, more=()):
+    paths = [p for p in [path, *more] if os.path.exists(p)]
+    if not paths:
         return []
-    med, errors = _load(path)
+    med, errors = _load(paths)
     if not med and not errors:
         return []
     out = []
@@ -205,7 +209,8 @@ def sections(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    print("\n".join(sections(os.path.join(sys.argv[1], "bench.json"))))
+    jsons = [os.path.join(d, "bench.json") for d in sys.argv[1:]]
+    print("\n".join(sections(jsons[0], jsons[1:])))
