@@ -8,7 +8,7 @@
 #
 #   bench/net/run_models.sh -b BUILD/bench/net [-o OUT] [-c "10 100 1000"] [-N TOTAL]
 #                           [-s SIZE] [-t LOAD_THREADS] [-r REPEAT] [-T MAX_SECS]
-#                           [-w WEFT_SERVER] [-P PORT_THREADS] [-m "thread select poll epoll port"]
+#                           [-w WEFT_SERVER] [-P PORT_THREADS] [-m MODELS]
 #
 #   -b  folder holding weft_load and echo_* (default: build/bench/net)
 #   -o  results folder (default: results/net-models-<UTC time>)
@@ -22,7 +22,9 @@
 #       then in PATH; the row reads "not built" when absent)
 #   -P  port threads of weft-server (default 1, like the single-threaded select, poll
 #       and epoll servers; the port also runs its own reaper thread)
-#   -m  models to run (default: all five)
+#   -m  models to run, from: thread select poll epoll port port-uring port-epoll
+#       (port: the port's default backend; port-uring/port-epoll force one;
+#       default "thread select poll epoll port-uring port-epoll")
 set -eu
 
 BIN=build/bench/net
@@ -34,7 +36,7 @@ LTHREADS=1
 REPEAT=1
 MAXS=60
 WEFT_SERVER=
-MODELS="thread select poll epoll port"
+MODELS="thread select poll epoll port-uring port-epoll"
 PTHREADS=1
 
 usage() { sed -n '2,/^set -eu$/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
@@ -50,7 +52,7 @@ LOAD=$BIN/weft_load
 [ -n "$OUT" ] || OUT=results/net-models-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT/raw"
 
-# The port-model slot: weft-server --mode echo (issue 7), found beside the build or in PATH.
+# The port model: weft-server --mode echo (issue 7), found beside the build or in PATH.
 if [ -z "$WEFT_SERVER" ]; then
 	for cand in "$BIN/../../net/weft-server/weft-server" "$BIN/../../net/weft-server" \
 	            "$BIN/../../weft-server"; do
@@ -73,6 +75,8 @@ trap 'exit 130' INT TERM
 server_cmd() {
 	case $1 in
 	port) [ -n "$WEFT_SERVER" ] && echo "$WEFT_SERVER --mode echo --listen 127.0.0.1:$2 --threads $PTHREADS" ;;
+	port-*) [ -n "$WEFT_SERVER" ] && \
+		echo "$WEFT_SERVER --mode echo --listen 127.0.0.1:$2 --threads $PTHREADS --backend ${1#port-}" ;;
 	*) [ -x "$BIN/echo_$1" ] && echo "$BIN/echo_$1 -p $2 -T $((MAXS * REPEAT * 4 + 60))" ;;
 	esac
 }
@@ -81,6 +85,7 @@ label() {
 	case $1 in
 	thread) echo "thread per connection" ;; select) echo "select" ;; poll) echo "poll" ;;
 	epoll) echo "epoll (event-driven)" ;; port) echo "completion port (weft-server, $PTHREADS thread(s))" ;;
+	port-*) echo "completion port, ${1#port-} (weft-server, $PTHREADS thread(s))" ;;
 	esac
 }
 
@@ -105,7 +110,7 @@ for c in $CONNS; do printf ' "%s conns"' "$c" >> "$OUT/models.dat"; done
 echo >> "$OUT/models.dat"
 
 short() {
-	case $1 in thread) echo "thread/conn" ;; port) echo "port (weft)" ;; *) echo "$1" ;; esac
+	case $1 in thread) echo "thread/conn" ;; port) echo "port (weft)" ;; port-*) echo "port/${1#port-}" ;; *) echo "$1" ;; esac
 }
 
 for m in $MODELS; do
