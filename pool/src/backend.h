@@ -55,6 +55,7 @@ struct weft__op {
 	uint8_t bstate;		/* backend-private (epoll connect: 1 in progress) */
 	uint8_t live;		/* submitted and not yet completed (io lock) */
 	uint8_t cancel;		/* cancel requested (io lock) */
+	uint8_t retries;	/* stages retried in a row without progress (-EAGAIN) */
 	struct msghdr msg;	/* io_uring recvmsg/sendmsg: must live until the CQE */
 	struct iovec iov;
 	uint64_t addr_copy[4];	/* sendto: the address, when it fits */

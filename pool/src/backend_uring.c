@@ -171,6 +171,14 @@ static bool ur_cancel(void *be, struct weft__op *op)
 static int ur_reap(void *be, struct weft__op *op, int res)
 {
 	(void)be;
+	/* io_uring cancels the requests of a thread that exits (kernel 5.x/6.x do_exit ->
+	 * io_uring_files_cancel); on Windows, I/O on a handle associated with a port
+	 * survives its thread. Nobody asked for this cancel: run the stage again, from
+	 * this (live) thread. */
+	if (res == -ECANCELED && !op->cancel)
+		return -EAGAIN;
+	if (res == -EISCONN && op->kind == WEFT__OP_CONNECT && op->retries)
+		return 0; /* a re-armed connect found the first one done */
 	if (op->kind == WEFT__OP_SENDFILE && res >= 0) {
 		/* port.c adds a positive result to done: report what this round sent */
 		uint32_t before = op->done;

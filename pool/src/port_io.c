@@ -31,11 +31,17 @@
 static bool stage_result(struct weft__op *op, int res)
 {
 	weft_overlapped *ov = weft__ov_of(op);
+	/* -EAGAIN from a backend: run the stage again (io_uring sendfile: the poll fired
+	 * but the socket filled up again; an io_uring request cancelled by the kernel
+	 * because the thread that submitted it exited). Bounded, in case a stage keeps
+	 * saying it without progress. */
+	if (res > 0)
+		op->retries = 0;
+	if (res == -EAGAIN && ++op->retries <= 64)
+		return true;
 	switch (op->kind) {
 	case WEFT__OP_SEND:
 	case WEFT__OP_SENDFILE:
-		if (res == -EAGAIN)
-			return true; /* sendfile on io_uring: the poll fired but the socket filled */
 		if (res > 0) {
 			op->done += (uint32_t)res;
 			if (op->done < op->len)
@@ -234,7 +240,11 @@ static int associate_locked(weft_port *p, int fd, uintptr_t key)
 	bool is_file = fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
 	*dev = (struct weft__device){.fd = fd, .key = key, .is_file = is_file};
 	dev->seekable = is_file || lseek(fd, 0, SEEK_CUR) >= 0;
-	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+	/* Sockets and pipes become non-blocking (the epoll backend's tries must not
+	 * block; io_uring polls them either way). Regular files stay as they are: io_uring
+	 * would answer -EAGAIN for an uncached read on an O_NONBLOCK file instead of
+	 * running it in its worker pool. */
+	if (!is_file && !(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
 	r = p->be->attach(p->bes, dev);
 	if (r < 0)
@@ -331,6 +341,7 @@ static int op_submit(weft_port *p, int fd, weft_overlapped *ov, struct weft__op 
 	op->stage = 0;
 	op->bstate = 0;
 	op->done = 0;
+	op->retries = 0;
 	op->prev = NULL;
 	op->next = p->ops;
 	if (p->ops)

@@ -571,109 +571,239 @@ static void test_io_sendfile(void **state)
 	weft_port_close(p);
 }
 
-/* ---- a TCP echo through the port ---- */
+/* ---- a TCP echo through the port ----
+ * Each connection has three per-I/O contexts (server echo, client sender, client
+ * receiver), each embedding its weft_overlapped: workers recover the context with
+ * weft_container_of, as with CONTAINING_RECORD. One operation per context is in flight
+ * at a time, so a context is only touched by the thread that dequeued its completion. */
 
-enum { K_STOP = 0, K_SRV = 1, K_CLI = 2 };
+enum { R_SRV, R_TX, R_RX };
 #define ECHO_CHUNK (64u << 10)
+#define K_STOP 0
 
-struct echo {
+struct conn;
+struct io_ctx {
+	uint32_t role;
+	struct conn *c;
+	weft_overlapped ov;
+	uint8_t buf[ECHO_CHUNK];
+	bool sending; /* server: echoing what it received */
+};
+
+struct conn {
 	weft_port *p;
 	int srv, cli;
-	uint64_t total;
-	/* server: recv then send back what came, one op at a time */
-	weft_overlapped srv_ov;
-	uint8_t srv_buf[ECHO_CHUNK];
-	bool srv_sending;
-	/* client sender and receiver */
-	weft_overlapped tx_ov, rx_ov;
-	uint8_t tx_buf[ECHO_CHUNK], rx_buf[ECHO_CHUNK];
-	uint64_t sent, received, bad;
-	uint32_t done;	 /* atomic */
+	uint64_t total, sent, received, bad;
+	struct io_ctx ctx[3];
+	uint32_t done;	 /* atomic: 1 per finished client side (sender, receiver); 2: all */
 	uint32_t errors; /* atomic */
 };
 
-static void echo_tx(struct echo *e)
+static void echo_tx(struct conn *c)
 {
-	uint32_t n = e->total - e->sent < ECHO_CHUNK ? (uint32_t)(e->total - e->sent) : ECHO_CHUNK;
+	struct io_ctx *x = &c->ctx[R_TX];
+	uint32_t n = c->total - c->sent < ECHO_CHUNK ? (uint32_t)(c->total - c->sent) : ECHO_CHUNK;
 	for (uint32_t i = 0; i < n; i++)
-		e->tx_buf[i] = pat(e->sent + i);
-	if (weft_port_send(e->p, e->cli, e->tx_buf, n, &e->tx_ov) != 0)
-		weft__fadd_rlx(&e->errors, 1u);
+		x->buf[i] = pat(c->sent + i);
+	if (weft_port_send(c->p, c->cli, x->buf, n, &x->ov) != 0)
+		weft__fadd_rlx(&c->errors, 1u);
 }
 
-static void echo_step(struct echo *e, weft_overlapped *ov)
+static void echo_step(weft_overlapped *ov)
 {
+	struct io_ctx *x = weft_container_of(ov, struct io_ctx, ov);
+	struct conn *c = x->c;
 	if (ov->status != 0) {
-		weft__fadd_rlx(&e->errors, 1u);
-		weft__store_rel(&e->done, 1u);
+		weft__fadd_rlx(&c->errors, 1u);
+		weft__store_rel(&c->done, 2u);
 		return;
 	}
-	if (ov == &e->srv_ov) {
-		if (!e->srv_sending && ov->bytes == 0)
+	switch (x->role) {
+	case R_SRV:
+		if (!x->sending && ov->bytes == 0)
 			return; /* the client closed */
-		e->srv_sending = !e->srv_sending;
-		if (e->srv_sending)
-			weft_port_send(e->p, e->srv, e->srv_buf, ov->bytes, &e->srv_ov);
+		x->sending = !x->sending;
+		if (x->sending)
+			weft_port_send(c->p, c->srv, x->buf, ov->bytes, ov);
 		else
-			weft_port_recv(e->p, e->srv, e->srv_buf, ECHO_CHUNK, &e->srv_ov);
-	} else if (ov == &e->tx_ov) {
-		e->sent += ov->bytes;
-		if (e->sent < e->total)
-			echo_tx(e);
-	} else {
+			weft_port_recv(c->p, c->srv, x->buf, ECHO_CHUNK, ov);
+		break;
+	case R_TX:
+		c->sent += ov->bytes;
+		if (c->sent < c->total)
+			echo_tx(c);
+		else
+			weft__fadd_acqrel(&c->done, 1u);
+		break;
+	default:
 		for (uint32_t i = 0; i < ov->bytes; i++)
-			if (e->rx_buf[i] != pat(e->received + i))
-				e->bad++;
-		e->received += ov->bytes;
-		if (e->received == e->total || ov->bytes == 0)
-			weft__store_rel(&e->done, 1u);
+			if (x->buf[i] != pat(c->received + i))
+				c->bad++;
+		c->received += ov->bytes;
+		if (c->received == c->total || ov->bytes == 0)
+			weft__fadd_acqrel(&c->done, 1u);
 		else
-			weft_port_recv(e->p, e->cli, e->rx_buf, ECHO_CHUNK, &e->rx_ov);
+			weft_port_recv(c->p, c->cli, x->buf, ECHO_CHUNK, ov);
 	}
 }
 
 static void *echo_worker(void *v)
 {
-	struct echo *e = v;
+	weft_port *p = v;
 	for (;;) {
-		weft_overlapped *ov;
-		uintptr_t key;
-		if (weft_port_get(e->p, NULL, &key, &ov, WEFT_INFINITE) != 0 || key == K_STOP)
+		weft_completion comp[8];
+		uint32_t n;
+		if (weft_port_get_many(p, comp, 8, &n, WEFT_INFINITE, false) != 0)
 			return NULL;
-		echo_step(e, ov);
+		uint32_t stops = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			if (comp[i].key == K_STOP)
+				stops++;
+			else
+				echo_step(comp[i].ov);
+		}
+		if (stops) {
+			while (--stops)
+				weft_port_post(p, 0, K_STOP, NULL); /* another worker's */
+			return NULL;
+		}
 	}
+}
+
+static void run_echo(uint32_t nconn, uint32_t nworkers, uint64_t bytes_each)
+{
+	weft_port *p = mkport();
+	struct conn *cs = calloc(nconn, sizeof *cs);
+	for (uint32_t k = 0; k < nconn; k++) {
+		struct conn *c = &cs[k];
+		c->p = p;
+		c->total = bytes_each;
+		tcp_pair(&c->cli, &c->srv);
+		assert_int_equal(weft_port_associate(p, c->srv, 1 + 2 * k), 0);
+		assert_int_equal(weft_port_associate(p, c->cli, 2 + 2 * k), 0);
+		for (uint32_t r = 0; r < 3; r++)
+			c->ctx[r] = (struct io_ctx){.role = r, .c = c};
+	}
+	pthread_t th[8];
+	for (uint32_t i = 0; i < nworkers; i++)
+		pthread_create(&th[i], NULL, echo_worker, p);
+	for (uint32_t k = 0; k < nconn; k++) {
+		struct conn *c = &cs[k];
+		assert_int_equal(weft_port_recv(p, c->srv, c->ctx[R_SRV].buf, ECHO_CHUNK, &c->ctx[R_SRV].ov), 0);
+		assert_int_equal(weft_port_recv(p, c->cli, c->ctx[R_RX].buf, ECHO_CHUNK, &c->ctx[R_RX].ov), 0);
+		echo_tx(c);
+	}
+	uint64_t t0 = weft_test_now_ns();
+	for (uint32_t k = 0; k < nconn; k++)
+		while (weft__load_acq(&cs[k].done) < 2 && weft_test_now_ns() - t0 < 120000000000ull)
+			usleep(2000);
+	for (uint32_t i = 0; i < nworkers; i++)
+		weft_port_post(p, 0, K_STOP, NULL);
+	for (uint32_t i = 0; i < nworkers; i++)
+		pthread_join(th[i], NULL);
+	for (uint32_t k = 0; k < nconn; k++) {
+		struct conn *c = &cs[k];
+		assert_int_equal(c->errors, 0);
+		assert_int_equal(c->sent, c->total);
+		assert_int_equal(c->received, c->total);
+		assert_int_equal(c->bad, 0);
+		assert_int_equal(weft_port_close_fd(p, c->cli), 0);
+		/* the server's last operation (a recv, or an echo the workers did not get to)
+		 * completes exactly once, cancelled or done */
+		assert_int_equal(weft_port_close_fd(p, c->srv), 0);
+		weft_overlapped *got;
+		assert_int_equal(weft_port_get(p, NULL, NULL, &got, 0), 0);
+		assert_ptr_equal(got, &c->ctx[R_SRV].ov);
+		assert_true(got->status == -ECANCELED || got->status == 0);
+	}
+	expect_none(p);
+	weft_port_close(p);
+	free(cs);
 }
 
 static void test_io_tcp_echo_100mb(void **state)
 {
 	(void)state;
-	struct echo *e = calloc(1, sizeof *e);
-	e->p = mkport();
-	e->total = weft_test_iters(100ull << 20) + 12345; /* not a multiple of the chunk */
-	tcp_pair(&e->cli, &e->srv);
-	assert_int_equal(weft_port_associate(e->p, e->srv, K_SRV), 0);
-	assert_int_equal(weft_port_associate(e->p, e->cli, K_CLI), 0);
-	pthread_t th[2];
-	for (int i = 0; i < 2; i++)
-		pthread_create(&th[i], NULL, echo_worker, e);
-	assert_int_equal(weft_port_recv(e->p, e->srv, e->srv_buf, ECHO_CHUNK, &e->srv_ov), 0);
-	assert_int_equal(weft_port_recv(e->p, e->cli, e->rx_buf, ECHO_CHUNK, &e->rx_ov), 0);
-	echo_tx(e);
-	uint64_t t0 = weft_test_now_ns();
-	while (!weft__load_acq(&e->done) && weft_test_now_ns() - t0 < 120000000000ull)
-		usleep(2000);
-	for (int i = 0; i < 2; i++)
-		weft_port_post(e->p, 0, K_STOP, NULL);
-	for (int i = 0; i < 2; i++)
-		pthread_join(th[i], NULL);
-	assert_int_equal(e->errors, 0);
-	assert_int_equal(e->sent, e->total);
-	assert_int_equal(e->received, e->total);
-	assert_int_equal(e->bad, 0);
-	assert_int_equal(weft_port_close_fd(e->p, e->cli), 0);
-	assert_int_equal(weft_port_close_fd(e->p, e->srv), 0);
-	weft_port_close(e->p);
-	free(e);
+	run_echo(1, 2, weft_test_iters(100ull << 20) + 12345); /* not a multiple of the chunk */
+}
+
+static void test_io_tcp_echo_many_connections(void **state)
+{
+	(void)state;
+	run_echo(8, 4, weft_test_iters(4ull << 20) + 777);
+}
+
+/* An operation outlives the thread that submitted it (io_uring cancels an exiting
+ * thread's requests; the port re-arms them, as Windows keeps I/O on a port's handles). */
+struct sub_arg {
+	weft_port *p;
+	int fd;
+	char buf[16];
+	weft_overlapped ov;
+	int rc;
+};
+
+static void *submit_and_exit(void *v)
+{
+	struct sub_arg *a = v;
+	a->rc = weft_port_recv(a->p, a->fd, a->buf, sizeof a->buf, &a->ov);
+	return NULL;
+}
+
+static void test_io_op_outlives_its_thread(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	int a, b;
+	tcp_pair(&a, &b);
+	assert_int_equal(weft_port_associate(p, b, 5), 0);
+	struct sub_arg *arg = calloc(1, sizeof *arg);
+	arg->p = p;
+	arg->fd = b;
+	pthread_t t;
+	pthread_create(&t, NULL, submit_and_exit, arg);
+	pthread_join(t, NULL);
+	assert_int_equal(arg->rc, 0);
+	usleep(20000);
+	assert_int_equal(send(a, "late", 4, 0), 4);
+	expect(p, &arg->ov, 5);
+	assert_int_equal(arg->ov.status, 0);
+	assert_int_equal(arg->ov.bytes, 4);
+	assert_memory_equal(arg->buf, "late", 4);
+	free(arg);
+	close(a);
+	assert_int_equal(weft_port_close_fd(p, b), 0);
+	weft_port_close(p);
+}
+
+/* A read that has to go to the disk (page cache dropped) still completes. */
+static void test_io_file_read_uncached(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	char path[] = "/var/tmp/weft-unc-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0) {
+		weft_port_close(p);
+		skip();
+	}
+	unlink(path);
+	static char data[1 << 16];
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (char)pat(i);
+	assert_int_equal(write(fd, data, sizeof data), (ssize_t)sizeof data);
+	fsync(fd);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	assert_int_equal(weft_port_associate(p, fd, 8), 0);
+	static char back[1 << 16];
+	weft_overlapped ov = {.offset = 0};
+	assert_int_equal(weft_port_read(p, fd, back, sizeof back, &ov), 0);
+	expect(p, &ov, 8);
+	assert_int_equal(ov.status, 0);
+	assert_int_equal(ov.bytes, sizeof back);
+	assert_memory_equal(back, data, sizeof data);
+	assert_int_equal(weft_port_close_fd(p, fd), 0);
+	weft_port_close(p);
 }
 
 int main(void)
@@ -699,6 +829,9 @@ int main(void)
 		cmocka_unit_test(test_io_recvfrom_sendto),
 		cmocka_unit_test(test_io_sendfile),
 		cmocka_unit_test(test_io_tcp_echo_100mb),
+		cmocka_unit_test(test_io_tcp_echo_many_connections),
+		cmocka_unit_test(test_io_op_outlives_its_thread),
+		cmocka_unit_test(test_io_file_read_uncached),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,9 +59,10 @@ WEFT_API const char *weft_port_backend(const weft_port *p);
  * WEFT_BACKEND naming a backend that does not, weft_port_create returns NULL. */
 WEFT_API bool weft_port_backend_available(const char *name);
 
-/* Adds fd to the device list: completions of operations on fd carry key. The fd is
- * switched to non-blocking mode. -EEXIST if fd is already associated, -EBADF for a
- * negative fd, -ESHUTDOWN once the port is closed. */
+/* Adds fd to the device list: completions of operations on fd carry key. A socket or
+ * pipe is switched to non-blocking mode (a regular file is left alone). -EEXIST if fd
+ * is already associated, -EBADF for a negative or closed fd, -ESHUTDOWN once the port
+ * is closed. The first associate starts the port's backend and its reaper thread. */
 WEFT_API int weft_port_associate(weft_port *p, int fd, uintptr_t key);
 
 /* Removes fd from the device list: every operation still pending on fd completes with
