@@ -212,20 +212,36 @@ static void ur_drain(void *be)
 	io_uring_cq_advance(&u->ring, n);
 }
 
+/* True when the CQ holds entries; atomic loads of the ring's indexes, which the drainer
+ * (io lock holder) and the kernel write. */
+static bool cq_nonempty(struct ur *u)
+{
+	/* acquire: pairs with the kernel's tail release / the drainer's head release. */
+	return weft__load_acq(u->ring.cq.ktail) != weft__load_acq(u->ring.cq.khead);
+}
+
 static void ur_wait(void *be)
 {
 	struct ur *u = be;
+	uint64_t last = 0;
 	/* acquire: pairs with the release in ur_wake. */
 	while (!weft__load_acq(&u->stop)) {
-		/* Sleeps without the io lock until a CQE is there; a submitter may drain it
-		 * first, the drain below then finds nothing and the loop sleeps again. The
-		 * raw enter, not io_uring_wait_cqe: that one reads the CQ head, which only the
-		 * lock holder may touch. */
-		if (io_uring_enter((unsigned)u->ring.ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL) < 0)
-			continue; /* -EINTR */
+		if (!cq_nonempty(u)) {
+			if (weft__now_ns() - last < WEFT__REAPER_SPIN_NS) {
+				weft_cpu_relax();
+				continue;
+			}
+			/* Sleeps without the io lock until a CQE is there; a submitter may drain
+			 * it first, the drain below then finds nothing and the loop sleeps again.
+			 * The raw enter, not io_uring_wait_cqe: that one reads the CQ head with
+			 * plain loads, and only the lock holder may write it. */
+			if (io_uring_enter((unsigned)u->ring.ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL) < 0)
+				continue; /* -EINTR */
+		}
 		weft__port_io_lock(u->port);
 		ur_drain(u);
 		weft__port_io_unlock(u->port);
+		last = weft__now_ns();
 	}
 }
 
