@@ -16,7 +16,8 @@
 #   -N  messages per scenario in total, split evenly over the connections (default 200000)
 #   -s  message size in bytes (default 64)
 #   -t  load generator threads (default 1)
-#   -r  runs per cell; the run with the median req/s is reported (default 1)
+#   -r  runs per cell, interleaved across models (all cells once, then again); the run
+#       with the median req/s is reported, the others listed (default 1)
 #   -T  time bound of one load run in seconds (default 60)
 #   -w  weft-server binary for the port model (default: searched beside the build,
 #       then in PATH; the row reads "not built" when absent)
@@ -45,6 +46,11 @@ while getopts b:o:c:N:s:t:r:T:w:m:P:h opt; do
 	b) BIN=$OPTARG ;; o) OUT=$OPTARG ;; c) CONNS=$OPTARG ;; N) TOTAL=$OPTARG ;;
 	s) SIZE=$OPTARG ;; t) LTHREADS=$OPTARG ;; r) REPEAT=$OPTARG ;; T) MAXS=$OPTARG ;;
 	w) WEFT_SERVER=$OPTARG ;; m) MODELS=$OPTARG ;; P) PTHREADS=$OPTARG ;; h) usage 0 ;; *) usage ;;
+	esac
+done
+for m in $MODELS; do
+	case $m in thread|select|poll|epoll|port|port-uring|port-epoll) ;;
+	*) echo "run_models: unknown model '$m'" >&2; usage ;;
 	esac
 done
 LOAD=$BIN/weft_load
@@ -98,12 +104,13 @@ field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -srm); CPUs: $(nproc)"
 	echo "- commit: $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "- load: $TOTAL messages per cell split over the connections; $LTHREADS load thread(s);"
-	echo "  $REPEAT run(s) per cell, median req/s reported; loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "  $REPEAT run(s) per cell, interleaved across models; the run with the median req/s is"
+	echo "  reported; loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- command: $0 -b $BIN -c \"$CONNS\" -N $TOTAL -s $SIZE -t $LTHREADS -r $REPEAT -T $MAXS -P $PTHREADS"
 	echo "- port model: ${WEFT_SERVER:-not built} ${WEFT_BACKEND:+(WEFT_BACKEND=$WEFT_BACKEND)}"
 	echo
-	echo "| model | conns | req/s | p50 us | p99 us | max us | errors |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
+	echo "| model | conns | req/s | p50 us | p99 us | max us | errors | req/s of every run |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---|"
 } > "$OUT/models.md"
 printf 'model' > "$OUT/models.dat"
 for c in $CONNS; do printf ' "%s conns"' "$c" >> "$OUT/models.dat"; done
@@ -113,43 +120,64 @@ short() {
 	case $1 in thread) echo "thread/conn" ;; port) echo "port (weft)" ;; port-*) echo "port/${1#port-}" ;; *) echo "$1" ;; esac
 }
 
+# One cell: MODEL CONNS REP. Starts the server, runs the load once, stops the server by
+# pid; appends the RESULT line to raw/MODEL-cCONNS.results, or records why it did not run.
+run_cell() {
+	m=$1 c=$2 rep=$3
+	log=$OUT/raw/$m-c$c
+	n=$((TOTAL / c)); [ "$n" -gt 0 ] || n=1
+	port=$("$LOAD" --free-port)
+	cmd=$(server_cmd "$m" "$port" || true)
+	if [ -z "$cmd" ]; then
+		echo "not built" > "$log.why"
+		return
+	fi
+	echo "== run $rep: $cmd" >> "$log.server"
+	$cmd >> "$log.server" 2>&1 &
+	SERVER_PID=$!
+	if "$LOAD" --wait-port "$port" -T 10 2>> "$log.server"; then
+		echo "== run $rep" >> "$log.load"
+		"$LOAD" -p "$port" -c "$c" -n "$n" -s "$SIZE" -t "$LTHREADS" -T "$MAXS" \
+			>> "$log.load" 2>&1 || true
+		grep '^RESULT' "$log.load" | tail -n 1 >> "$log.results"
+	else
+		echo "did not start" > "$log.why"
+	fi
+	cleanup; SERVER_PID=
+}
+
+# Repetitions are interleaved (every model and count once, then again), so a burst of
+# background load on a shared machine is spread over all models instead of sinking one.
+for m in $MODELS; do for c in $CONNS; do rm -f "$OUT/raw/$m-c$c.results" "$OUT/raw/$m-c$c.why"; done; done
+rep=1
+while [ $rep -le "$REPEAT" ]; do
+	for m in $MODELS; do
+		for c in $CONNS; do
+			run_cell "$m" "$c" "$rep"
+		done
+	done
+	rep=$((rep + 1))
+done
+
 for m in $MODELS; do
 	row="\"$(short "$m")\""
 	built=0
 	for c in $CONNS; do
-		n=$((TOTAL / c)); [ "$n" -gt 0 ] || n=1
-		port=$("$LOAD" --free-port)
-		cmd=$(server_cmd "$m" "$port" || true)
-		if [ -z "$cmd" ]; then
-			echo "| $(label "$m") | $c | not built | | | | |" >> "$OUT/models.md"
-			row="$row 0"
-			continue
-		fi
 		log=$OUT/raw/$m-c$c
-		$cmd > "$log.server" 2>&1 &
-		SERVER_PID=$!
-		if ! "$LOAD" --wait-port "$port" -T 10 2>> "$log.server"; then
-			echo "| $(label "$m") | $c | did not start | | | | |" >> "$OUT/models.md"
+		if [ ! -s "$log.results" ]; then
+			echo "| $(label "$m") | $c | $(cat "$log.why" 2>/dev/null || echo "no result") | | | | | |" >> "$OUT/models.md"
 			row="$row 0"
-			cleanup; SERVER_PID=
 			continue
 		fi
-		i=0
-		: > "$log.results"
-		while [ $i -lt "$REPEAT" ]; do
-			"$LOAD" -p "$port" -c "$c" -n "$n" -s "$SIZE" -t "$LTHREADS" -T "$MAXS" \
-				>> "$log.load" 2>&1 || true
-			grep '^RESULT' "$log.load" | tail -n 1 >> "$log.results"
-			i=$((i + 1))
-		done
-		cleanup; SERVER_PID=
-		# Median run by req/s.
+		# The run with the median req/s (the lower middle for an even count).
+		runs=$(wc -l < "$log.results")
 		res=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^rps=/) { split($i, a, "="); print a[2], $0 } }' \
-			"$log.results" | sort -n | awk -v k=$(( (REPEAT + 1) / 2 )) 'NR == k { $1 = ""; print }')
+			"$log.results" | sort -n | awk -v k=$(( (runs + 1) / 2 )) 'NR == k { $1 = ""; print }')
 		rps=$(field rps "$res"); err=$(field errors "$res"); to=$(field timed_out "$res")
 		[ "$to" = 1 ] && err="$err (timed out)"
+		all=$(sed -n 's/.* rps=\([0-9]*\).*/\1/p' "$log.results" | sort -n | tr '\n' ' ' | sed 's/ $//')
 		echo "| $(label "$m") | $c | $rps | $(field p50_us "$res") | $(field p99_us "$res") |" \
-		     "$(field max_us "$res") | $err |" >> "$OUT/models.md"
+		     "$(field max_us "$res") | $err | $all |" >> "$OUT/models.md"
 		row="$row ${rps:-0}"
 		built=1
 		echo "$m c=$c: $res" >&2
