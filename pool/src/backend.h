@@ -109,6 +109,10 @@ struct weft__backend_ops {
 	 * operation the kernel completed during the submit (a read from the page cache, a
 	 * recv of buffered data) reaches the queue without a hop through the reaper. */
 	void (*drain)(void *be);
+	/* Optional: drains what is ready without blocking, io lock held; called by a
+	 * waiting thread while it spins, so a completion that lands meanwhile goes to it
+	 * without waiting for the reaper to be scheduled. */
+	void (*poll)(void *be);
 	/* The reaper loop: waits for finished stages and reports them, until stopped. */
 	void (*wait)(void *be);
 	/* Stops wait (the port is closing, nothing is in flight); under the io lock. */
@@ -125,6 +129,7 @@ WEFT_INTERNAL void weft__port_stage_done(weft_port *port, struct weft__op *op, i
 WEFT_INTERNAL void weft__port_stage_done_locked(weft_port *port, struct weft__op *op, int res);
 /* The port's io lock, for a reaper that drains under it. */
 WEFT_INTERNAL void weft__port_io_lock(weft_port *port);
+WEFT_INTERNAL bool weft__port_io_trylock(weft_port *port);
 WEFT_INTERNAL void weft__port_io_unlock(weft_port *port);
 
 /* sendfile(2) from op->file_fd at ov->offset + op->done to op->fd, until all is sent
@@ -155,6 +160,12 @@ static inline void weft__plock(uint32_t *l)
 	/* acquire: pairs with the release in weft__punlock. */
 	if (!weft__cas_acq(l, &z, 1u))
 		weft__plock_slow(l);
+}
+static inline bool weft__ptrylock(uint32_t *l)
+{
+	uint32_t z = 0;
+	/* acquire: as in weft__plock. */
+	return weft__load_rlx(l) == 0 && weft__cas_acq(l, &z, 1u);
 }
 static inline void weft__punlock(uint32_t *l)
 {

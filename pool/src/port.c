@@ -190,7 +190,7 @@ static void wake_list(struct weft__waiter *w, uint32_t how)
 }
 
 /* Spins, then sleeps until the word leaves W_WAITING/W_SLEEPING or the deadline. */
-static int w_sleep(struct weft__waiter *w, const struct timespec *dl)
+static int w_sleep(weft_port *p, struct weft__waiter *w, const struct timespec *dl)
 {
 	if (weft__smp()) {
 		struct timespec t0, t;
@@ -200,6 +200,8 @@ static int w_sleep(struct weft__waiter *w, const struct timespec *dl)
 			if (weft__load_acq(&w->word) >= W_PACKET)
 				return 0;
 			weft_cpu_relax();
+			if ((i & 15) == 0)
+				weft__port_io_poll(p);
 			if ((i & 63) == 0) {
 				clock_gettime(CLOCK_MONOTONIC, &t);
 				if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) >= PORT_SPIN_NS)
@@ -491,7 +493,7 @@ static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t 
 			dl = weft__deadline(&ts, timeout_ms);
 			dl_set = true;
 		}
-		int r = w_sleep(&w, dl);
+		int r = w_sleep(p, &w, dl);
 		/* acquire: pairs with the release exchange in wake_list (or the APC lock). */
 		uint32_t v = weft__load_acq(&w.word);
 		if (r == -ETIMEDOUT || v == W_ALERTED) {

@@ -44,7 +44,7 @@ struct weft_port {
 	struct weft__op *ops; /* in-flight list */
 	struct weft__device **devs;
 	uint32_t ndevs;
-	bool io_started;      /* backend state and reaper exist */
+	uint32_t io_started;  /* backend state and reaper exist (io lock; atomic for hints) */
 	void *bes;	      /* the backend's state */
 	pthread_t reaper;
 };
@@ -61,5 +61,7 @@ WEFT_INTERNAL uint32_t weft__port_waiters(weft_port *p);
 /* port_io.c: closes the I/O side (cancel all, wait, stop the reaper) and frees it. */
 WEFT_INTERNAL void weft__port_io_close(weft_port *p);
 WEFT_INTERNAL void weft__port_io_free(weft_port *p);
+/* A spinning waiter's look at the backend: reaps what is ready, if the io lock is free. */
+WEFT_INTERNAL void weft__port_io_poll(weft_port *p);
 
 #endif

@@ -137,6 +137,11 @@ void weft__port_io_lock(weft_port *p)
 	weft__plock(&p->iolock);
 }
 
+bool weft__port_io_trylock(weft_port *p)
+{
+	return weft__ptrylock(&p->iolock);
+}
+
 void weft__port_io_unlock(weft_port *p)
 {
 	weft__punlock(&p->iolock);
@@ -186,7 +191,7 @@ static int io_start(weft_port *p)
 		p->be->fini(p->bes);
 		return r;
 	}
-	p->io_started = true;
+	weft__store_rel(&p->io_started, 1u); /* release: bes is set up (see weft__port_io_poll) */
 	return 0;
 }
 
@@ -508,6 +513,7 @@ void weft__port_io_close(weft_port *p)
 	bool started = p->io_started;
 	if (started)
 		p->be->wake(p->bes);
+	weft__store_rlx(&p->io_started, 0u); /* pollers re-check it under the io lock */
 	weft__punlock(&p->iolock);
 	if (started) {
 		pthread_join(p->reaper, NULL);
@@ -515,8 +521,18 @@ void weft__port_io_close(weft_port *p)
 			if (p->devs[fd] && p->devs[fd]->active)
 				p->be->detach(p->bes, p->devs[fd]);
 		p->be->fini(p->bes);
-		p->io_started = false;
 	}
+}
+
+void weft__port_io_poll(weft_port *p)
+{
+	/* relaxed: a hint; whether the backend still exists is decided under the lock,
+	 * which close holds while it clears io_started, before it frees anything. */
+	if (!p->be->poll || !weft__load_rlx(&p->io_started) || !weft__ptrylock(&p->iolock))
+		return;
+	if (p->io_started)
+		p->be->poll(p->bes);
+	weft__punlock(&p->iolock);
 }
 
 void weft__port_io_free(weft_port *p)
