@@ -91,7 +91,7 @@ static void ep_fini(void *be)
 static int ep_attach(void *be, struct weft__device *dev)
 {
 	struct ep *e = be;
-	*epdev_of(dev) = (struct epdev){0};
+	/* the per-fd state is zero from calloc, or empty again since disassociate */
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = dev};
 	if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, dev->fd, &ev) < 0) {
 		if (errno == EPERM)

@@ -243,7 +243,12 @@ static int associate_locked(weft_port *p, int fd, uintptr_t key)
 	}
 	struct stat st;
 	bool is_file = fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
-	*dev = (struct weft__device){.fd = fd, .key = key, .is_file = is_file};
+	/* Field by field: a reused entry keeps its backend area, which a late event from
+	 * the previous fd with this number may be looking at (under the backend's lock;
+	 * its queues are empty since disassociate). */
+	dev->fd = fd;
+	dev->key = key;
+	dev->is_file = is_file;
 	dev->seekable = is_file || lseek(fd, 0, SEEK_CUR) >= 0;
 	/* Sockets and pipes become non-blocking (the epoll backend's tries must not
 	 * block; io_uring polls them either way). Regular files stay as they are: io_uring

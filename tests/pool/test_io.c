@@ -463,6 +463,31 @@ static void test_io_port_close_completes_pending(void **state)
 	close(b);
 }
 
+/* An fd number closed through the port and reused by a new socket starts clean. */
+static void test_io_fd_number_reused(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	for (int round = 0; round < 3; round++) {
+		int a, b;
+		tcp_pair(&a, &b);
+		assert_int_equal(weft_port_associate(p, a, 10 + (uintptr_t)round), 0);
+		char buf[8];
+		weft_overlapped ov = {0}, pending = {0};
+		assert_int_equal(weft_port_recv(p, a, buf, sizeof buf, &pending), 0);
+		assert_int_equal(send(b, "x", 1, 0), 1);
+		expect(p, &pending, 10 + (uintptr_t)round);
+		assert_int_equal(pending.bytes, 1);
+		assert_int_equal(weft_port_recv(p, a, buf, sizeof buf, &ov), 0);
+		assert_int_equal(weft_port_close_fd(p, a), 0); /* the number is free again */
+		expect(p, &ov, 10 + (uintptr_t)round);
+		assert_int_equal(ov.status, -ECANCELED);
+		close(b);
+	}
+	expect_none(p);
+	weft_port_close(p);
+}
+
 /* ---- datagrams ---- */
 
 static int udp_bound(struct sockaddr_in *a)
@@ -826,6 +851,7 @@ int main(void)
 		cmocka_unit_test(test_io_cancel),
 		cmocka_unit_test(test_io_close_fd_completes_pending),
 		cmocka_unit_test(test_io_port_close_completes_pending),
+		cmocka_unit_test(test_io_fd_number_reused),
 		cmocka_unit_test(test_io_recvfrom_sendto),
 		cmocka_unit_test(test_io_sendfile),
 		cmocka_unit_test(test_io_tcp_echo_100mb),
