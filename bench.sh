@@ -78,7 +78,10 @@ exe=$build/bench/weft-bench
 
 # ---- run --------------------------------------------------------------------------------
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-[ -n "$out" ] || out=$root/results/$stamp$([ $quick = 1 ] && echo -quick)
+if [ -z "$out" ]; then
+	out=$root/results/$stamp
+	[ $quick = 0 ] || out=$out-quick
+fi
 mkdir -p "$out"
 args=(--benchmark_out="$out/bench.json" --benchmark_out_format=json)
 if [ $quick = 1 ]; then
