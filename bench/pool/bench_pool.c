@@ -18,7 +18,8 @@
  *   (a ~2 us spin, then a futex sleep, so it does not hold a CPU the woken worker may
  *   need; libuv: uv_run), then sleeps g us before the next. gap 0: the
  *   pool is idle but just finished an item (a worker may still be spinning); gap 1000: the
- *   workers had 1 ms to fall asleep. start_p50_us, start_p99_us, start_max_us.
+ *   workers had 1 ms to fall asleep. start_p50_us, start_p99_us, start_max_us; same_cpu:
+ *   the share of items that started on the CPU the submitter submitted from.
  * pool_idle/<impl>: after one item, the process's CPU time over a 200 ms sleep of the
  *   benchmark thread (quick: 20 ms): cpu_us_idle.
  * pool_fj/<impl>/cutoff:<c>: recursive Fibonacci of FJ_N: a node at n >= cutoff runs
@@ -410,12 +411,14 @@ static inline __attribute__((always_inline)) void items_body(weft_bench_state *s
 typedef struct lat_slot {
 	uint64_t t0, start;
 	uint32_t done, sleeping;
+	int cpu; /* where the item started */
 } lat_slot;
 
 static void lat_item(void *arg)
 {
 	lat_slot *l = arg;
 	l->start = bench_now_ns(CLOCK_MONOTONIC);
+	l->cpu = sched_getcpu();
 	/* seq_cst store then load, against the waiter's store of sleeping then load of done */
 	__atomic_store_n(&l->done, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&l->sleeping, __ATOMIC_SEQ_CST))
@@ -457,9 +460,10 @@ static inline __attribute__((always_inline)) void latency_body(weft_bench_state 
 	}
 	int64_t cap = weft_bench_max_iterations(st);
 	uint64_t *s = malloc(sizeof *s * (size_t)(cap > 0 ? cap : 1));
-	size_t n = 0;
+	size_t n = 0, same = 0;
 	while (weft_bench_batch(st, 1)) {
 		__atomic_store_n(&l->done, 0, __ATOMIC_RELAXED);
+		int mycpu = sched_getcpu();
 		l->t0 = bench_now_ns(CLOCK_MONOTONIC);
 		apool_submit(&a, k, lat_item, l);
 		if (k == P_UV) {
@@ -468,8 +472,10 @@ static inline __attribute__((always_inline)) void latency_body(weft_bench_state 
 		} else {
 			lat_wait(l);
 		}
-		if (s && (int64_t)n < cap)
+		if (s && (int64_t)n < cap) {
 			s[n++] = l->start - l->t0;
+			same += l->cpu == mycpu;
+		}
 		if (gap_ns) {
 			struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)gap_ns};
 			while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
@@ -487,6 +493,7 @@ static inline __attribute__((always_inline)) void latency_body(weft_bench_state 
 	weft_bench_counter(st, "start_p99_us", (double)s[(n * 99) / 100] / 1e3, WEFT_BENCH_PLAIN);
 	weft_bench_counter(st, "start_max_us", (double)s[n - 1] / 1e3, WEFT_BENCH_PLAIN);
 	weft_bench_counter(st, "samples", (double)n, WEFT_BENCH_PLAIN);
+	weft_bench_counter(st, "same_cpu", (double)same / (double)n, WEFT_BENCH_PLAIN);
 	free(s);
 }
 

@@ -15,7 +15,9 @@
  *   packet; cpu_ns_pkt: process CPU ns per packet (CLOCK_PROCESS_CPUTIME_ID, all threads).
  * port_rt/<impl>/consumers:<k>: round trips: the benchmark thread puts a ping on channel A,
  *   one of k helpers takes it and puts the reply on channel B, which the benchmark thread
- *   takes. rt_us, cpu_us_rt.
+ *   takes. rt_us, cpu_us_rt; same_cpu: the share of sampled round trips (1 in 64) where
+ *   the helper took the ping on the CPU the benchmark thread then took the reply on (the
+ *   scheduler's placement, which decides whether a spinning waiter helps or hurts).
  * port_idle/<impl>: one round trip, then one consumer blocked in take while the benchmark
  *   thread sleeps 200 ms (quick: 20 ms): cpu_us_idle is the consumer thread's CPU time from
  *   the ping to the end of the sleep (its take and reply, its bounded spin, then nothing if
@@ -72,6 +74,7 @@ typedef struct chan {
 	pthread_cond_t cv;
 	uint32_t head, len, sleepers;
 	int efd, pfd[2];
+	int last_cpu; /* port_rt: CPU of the helper that took a sampled ping (relaxed) */
 	uint64_t ring[RING];
 } chan;
 
@@ -268,8 +271,12 @@ typedef struct consumer {
 					chan_put(c->tk.ch, K, c->tk.buf[c->tk.bi++].key);       \
 				break;                                                          \
 			}                                                                       \
-			if (c->reply)                                                           \
+			if (c->reply) {                                                         \
+				if ((v & 63) == 0)                                              \
+					__atomic_store_n(&c->tk.ch->last_cpu, sched_getcpu(),    \
+							 __ATOMIC_RELAXED);                     \
 				chan_put(c->reply, K, v);                                       \
+			}                                                                       \
 			__atomic_store_n(&c->taken, ++n, __ATOMIC_RELEASE);                     \
 		}                                                                               \
 		return NULL;                                                                    \
@@ -384,7 +391,7 @@ static inline __attribute__((always_inline)) void rt_body(weft_bench_state *st, 
 	consumers_start(cs, nc, &ch[0], &ch[1], k);
 	taker me;
 	taker_init(&me, &ch[1]);
-	uint64_t n = 0, bad = 0, w0 = 0, c0 = 0;
+	uint64_t n = 0, bad = 0, w0 = 0, c0 = 0, sampled = 0, same = 0;
 	bool first = true;
 	while (weft_bench_batch(st, RT_BATCH)) {
 		if (first) {
@@ -395,6 +402,11 @@ static inline __attribute__((always_inline)) void rt_body(weft_bench_state *st, 
 		for (int i = 0; i < RT_BATCH; i++) {
 			chan_put(&ch[0], k, n);
 			bad += chan_take(&me, k) != n;
+			if ((n & 63) == 0) {
+				/* the reply's hand-off orders the helper's store before this load */
+				sampled++;
+				same += sched_getcpu() == __atomic_load_n(&ch[0].last_cpu, __ATOMIC_RELAXED);
+			}
 			n++;
 		}
 	}
@@ -410,6 +422,8 @@ static inline __attribute__((always_inline)) void rt_body(weft_bench_state *st, 
 	if (n) {
 		weft_bench_counter(st, "rt_us", (double)(w1 - w0) / (double)n / 1e3, WEFT_BENCH_PLAIN);
 		weft_bench_counter(st, "cpu_us_rt", (double)(c1 - c0) / (double)n / 1e3, WEFT_BENCH_PLAIN);
+		weft_bench_counter(st, "same_cpu", sampled ? (double)same / (double)sampled : 0,
+				   WEFT_BENCH_PLAIN);
 	}
 	weft_bench_set_items(st, (int64_t)n);
 }

@@ -91,6 +91,10 @@ def sections(path, more=()):
             out.append("| " + " | ".join(r) + " |")
         out.append("")
 
+    def same(fam, impl, arg):
+        v = g(fam, impl, arg, "same_cpu")
+        return "" if v is None else f" [{v * 100:.0f}%]"
+
     def ratio(a, b):
         return a / b if a is not None and b else None
 
@@ -124,11 +128,13 @@ def sections(path, more=()):
     cs = args("port_rt")
     if cs:
         out += ["Round trip through two channels (k helpers wait on the first): wall us "
-                "(process CPU us in brackets).", ""]
+                "(process CPU us in brackets) [share of sampled round trips where helper and "
+                "benchmark thread were on the same CPU].", ""]
         rows = []
         for i in impls("port_rt"):
             rows.append([i] + [f"{_fmt(g('port_rt', i, c, 'rt_us'))} "
-                               f"({_fmt(g('port_rt', i, c, 'cpu_us_rt'))})" for c in cs])
+                               f"({_fmt(g('port_rt', i, c, 'cpu_us_rt'))}){same('port_rt', i, c)}"
+                               for c in cs])
         table(["impl"] + [f"{c} helper(s)" for c in cs], rows)
         for c in cs:
             v = g("port_rt", "weft_port", c, "rt_us")
@@ -171,11 +177,12 @@ def sections(path, more=()):
     gs = args("pool_latency")
     if gs:
         out += ["Submit-to-start latency of one item on an idle pool, us: p50 / p99 / max "
-                "(gap: sleep between items).", ""]
+                "(gap: sleep between items) [share of items that started on the submitter's CPU].", ""]
         rows = []
         for i in impls("pool_latency"):
             rows.append([i] + [" / ".join(_fmt(g("pool_latency", i, a, m)) for m in
-                                          ("start_p50_us", "start_p99_us", "start_max_us")) for a in gs])
+                                          ("start_p50_us", "start_p99_us", "start_max_us")) +
+                               same("pool_latency", i, a) for a in gs])
         table(["pool"] + [f"gap {a} us" for a in gs], rows)
         for a in gs:
             p50, p99 = g("pool_latency", "weft_submit", a, "start_p50_us"), g("pool_latency", "weft_submit", a, "start_p99_us")
