@@ -6,6 +6,9 @@
  *   weft_work    one weft_work object, weft_work_submit per item (fn/arg fixed)
  *   naive        a growable ring under one pthread mutex, a condvar for idle workers
  *                (signalled only when a worker sleeps), no allocation per item
+ *   per_worker   one such ring, mutex and condvar per worker; items dealt round-robin;
+ *                an idle worker tries to take one item from each other queue (trylock)
+ *                before it sleeps
  *   libuv        uv_queue_work on a private loop run by the benchmark thread
  *
  * pool_items/<impl>: empty items, submitted in batches of 256 by the benchmark thread; it
@@ -49,8 +52,9 @@
 #define ITEM_BATCH 256u
 #define SLOTS 64
 
-enum pkind { P_WEFT, P_WEFT_WORK, P_NAIVE, P_UV, P_COUNT };
-static const char *const pkind_names[P_COUNT] = {"weft_submit", "weft_work", "naive", "libuv"};
+enum pkind { P_WEFT, P_WEFT_WORK, P_NAIVE, P_PWQ, P_UV, P_COUNT };
+static const char *const pkind_names[P_COUNT] = {"weft_submit", "weft_work", "naive", "per_worker",
+						 "libuv"};
 
 static uint32_t ncpu(void)
 {
@@ -186,6 +190,152 @@ static void naive_destroy(naive_pool *np)
 	free(np);
 }
 
+/* ---- a pool with one queue per worker ----------------------------------------------------
+ * Each worker owns a ring under its own mutex and a condvar; the submitter deals items
+ * round-robin (one submitter: a plain counter) and signals a worker only when it sleeps.
+ * A worker whose queue is empty first tries to take one item from each other queue
+ * (trylock), then sleeps on its own. */
+
+typedef struct pwq_queue {
+	WEFT_CACHE_ALIGNED pthread_mutex_t mu;
+	pthread_cond_t cv;
+	ntask *ring;
+	uint32_t head, len, cap;
+	bool sleeping, stop;
+	pthread_t th;
+} pwq_queue;
+
+typedef struct pwq_pool {
+	uint32_t n, next;
+	pwq_queue *q;
+} pwq_pool;
+
+typedef struct pwq_arg {
+	pwq_pool *pp;
+	uint32_t i;
+} pwq_arg;
+
+static pwq_arg pwq_args[64];
+
+static bool pwq_pop(pwq_queue *q, ntask *t)
+{
+	if (q->len == 0)
+		return false;
+	*t = q->ring[q->head];
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->len--;
+	return true;
+}
+
+static void *pwq_worker(void *arg)
+{
+	pwq_arg *a = arg;
+	pwq_pool *pp = a->pp;
+	pwq_queue *me = &pp->q[a->i];
+	for (;;) {
+		ntask t;
+		pthread_mutex_lock(&me->mu);
+		bool got = pwq_pop(me, &t);
+		bool stop = me->stop;
+		pthread_mutex_unlock(&me->mu);
+		if (got) {
+			t.fn(t.arg);
+			continue;
+		}
+		for (uint32_t k = 1; k < pp->n && !got; k++) {
+			pwq_queue *o = &pp->q[(a->i + k) % pp->n];
+			if (pthread_mutex_trylock(&o->mu) == 0) {
+				got = pwq_pop(o, &t);
+				pthread_mutex_unlock(&o->mu);
+			}
+		}
+		if (got) {
+			t.fn(t.arg);
+			continue;
+		}
+		if (stop)
+			break;
+		pthread_mutex_lock(&me->mu);
+		while (me->len == 0 && !me->stop) {
+			me->sleeping = true;
+			pthread_cond_wait(&me->cv, &me->mu);
+			me->sleeping = false;
+		}
+		pthread_mutex_unlock(&me->mu);
+	}
+	return NULL;
+}
+
+static pwq_pool *pwq_create(uint32_t n)
+{
+	n = n > 64 ? 64 : n;
+	pwq_pool *pp = calloc(1, sizeof *pp);
+	if (!pp)
+		return NULL;
+	pp->q = aligned_alloc(64, sizeof(pwq_queue) * n);
+	if (!pp->q) {
+		free(pp);
+		return NULL;
+	}
+	memset(pp->q, 0, sizeof(pwq_queue) * n);
+	pp->n = n;
+	for (uint32_t i = 0; i < n; i++) {
+		pwq_queue *q = &pp->q[i];
+		pthread_mutex_init(&q->mu, NULL);
+		pthread_cond_init(&q->cv, NULL);
+		q->cap = 1024;
+		q->ring = malloc(sizeof *q->ring * q->cap);
+		if (!q->ring)
+			abort();
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		pwq_args[i] = (pwq_arg){pp, i};
+		pthread_create(&pp->q[i].th, NULL, pwq_worker, &pwq_args[i]);
+	}
+	return pp;
+}
+
+static void pwq_submit(pwq_pool *pp, void (*fn)(void *), void *arg)
+{
+	pwq_queue *q = &pp->q[pp->next++ % pp->n];
+	pthread_mutex_lock(&q->mu);
+	if (q->len == q->cap) {
+		ntask *nr = malloc(sizeof *nr * q->cap * 2);
+		if (!nr)
+			abort();
+		for (uint32_t i = 0; i < q->len; i++)
+			nr[i] = q->ring[(q->head + i) & (q->cap - 1)];
+		free(q->ring);
+		q->ring = nr;
+		q->head = 0;
+		q->cap *= 2;
+	}
+	q->ring[(q->head + q->len) & (q->cap - 1)] = (ntask){fn, arg};
+	q->len++;
+	if (q->sleeping)
+		pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static void pwq_destroy(pwq_pool *pp)
+{
+	for (uint32_t i = 0; i < pp->n; i++) {
+		pthread_mutex_lock(&pp->q[i].mu);
+		pp->q[i].stop = true;
+		pthread_cond_signal(&pp->q[i].cv);
+		pthread_mutex_unlock(&pp->q[i].mu);
+	}
+	for (uint32_t i = 0; i < pp->n; i++)
+		pthread_join(pp->q[i].th, NULL);
+	for (uint32_t i = 0; i < pp->n; i++) {
+		pthread_mutex_destroy(&pp->q[i].mu);
+		pthread_cond_destroy(&pp->q[i].cv);
+		free(pp->q[i].ring);
+	}
+	free(pp->q);
+	free(pp);
+}
+
 /* ---- one pool of any kind -------------------------------------------------------------- */
 
 #ifdef WEFT_BENCH_HAVE_UV
@@ -220,6 +370,7 @@ typedef struct apool {
 	weft_pool *wp;
 	weft_work *work;
 	naive_pool *np;
+	pwq_pool *pp;
 #ifdef WEFT_BENCH_HAVE_UV
 	uv_loop_t loop;
 	uvreq *reqs;
@@ -249,6 +400,9 @@ static int apool_init(apool *a, enum pkind k, void (*fn)(void *), void *arg)
 	case P_NAIVE:
 		a->np = naive_create(ncpu());
 		return a->np ? 0 : -ENOMEM;
+	case P_PWQ:
+		a->pp = pwq_create(ncpu());
+		return a->pp ? 0 : -ENOMEM;
 	case P_UV:
 #ifdef WEFT_BENCH_HAVE_UV
 		if (uv_loop_init(&a->loop) != 0)
@@ -286,6 +440,10 @@ static void apool_destroy(apool *a)
 		if (a->np)
 			naive_destroy(a->np);
 		break;
+	case P_PWQ:
+		if (a->pp)
+			pwq_destroy(a->pp);
+		break;
 	case P_UV:
 #ifdef WEFT_BENCH_HAVE_UV
 		if (a->reqs) {
@@ -315,6 +473,9 @@ static inline __attribute__((always_inline)) void apool_submit(apool *a, enum pk
 		break;
 	case P_NAIVE:
 		naive_submit(a->np, fn, arg);
+		break;
+	case P_PWQ:
+		pwq_submit(a->pp, fn, arg);
 		break;
 	case P_UV: {
 #ifdef WEFT_BENCH_HAVE_UV
@@ -553,13 +714,15 @@ static inline __attribute__((always_inline)) void idle_body(weft_bench_state *st
 PKIND_BMS(P_WEFT)
 PKIND_BMS(P_WEFT_WORK)
 PKIND_BMS(P_NAIVE)
+PKIND_BMS(P_PWQ)
 PKIND_BMS(P_UV)
 static const weft_bench_fn items_fn[P_COUNT] = {bm_items_P_WEFT, bm_items_P_WEFT_WORK,
-						bm_items_P_NAIVE, bm_items_P_UV};
+						bm_items_P_NAIVE, bm_items_P_PWQ, bm_items_P_UV};
 static const weft_bench_fn latency_fn[P_COUNT] = {bm_latency_P_WEFT, bm_latency_P_WEFT_WORK,
-						  bm_latency_P_NAIVE, bm_latency_P_UV};
+						  bm_latency_P_NAIVE, bm_latency_P_PWQ,
+						  bm_latency_P_UV};
 static const weft_bench_fn idle_fn[P_COUNT] = {bm_idle_P_WEFT, bm_idle_P_WEFT_WORK,
-					       bm_idle_P_NAIVE, bm_idle_P_UV};
+					       bm_idle_P_NAIVE, bm_idle_P_PWQ, bm_idle_P_UV};
 
 /* ---- pool_fj --------------------------------------------------------------------------- */
 

@@ -597,7 +597,7 @@ static void io_fileread(struct io_result *r, bool use_port, uint32_t qd, double 
 		while (inflight) {
 			weft_completion c[8];
 			uint32_t n = 0;
-			int e = weft_port_get_many(p, c, qd, &n, WEFT_INFINITE, false);
+			int e = weft_port_get_many(p, c, qd, &n, 10000, false); /* fail, not hang */
 			if (e != 0) {
 				snprintf(r->err, sizeof r->err, "get_many: %s", strerror(-e));
 				goto out;
