@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -488,6 +489,127 @@ static void test_io_fd_number_reused(void **state)
 	weft_port_close(p);
 }
 
+/* Cancel racing a completion, many times: every operation completes exactly once,
+ * either with its data or -ECANCELED, and no byte is lost or duplicated. */
+struct racer {
+	int fd;
+	uint32_t go, stop; /* atomic */
+	uint64_t sent;
+};
+
+static void *race_sender(void *v)
+{
+	struct racer *r = v;
+	uint32_t seen = 0;
+	for (;;) {
+		uint32_t g;
+		for (uint32_t spins = 0; (g = weft__load_acq(&r->go)) == seen && !weft__load_acq(&r->stop); spins++)
+			if (spins > 200)
+				sched_yield();
+		if (weft__load_acq(&r->stop))
+			return NULL;
+		seen = g;
+		if (send(r->fd, "z", 1, 0) == 1)
+			r->sent++;
+	}
+}
+
+static void test_io_cancel_races_completion(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	int a, b;
+	tcp_pair(&a, &b);
+	assert_int_equal(weft_port_associate(p, a, 1), 0);
+	struct racer r = {.fd = b};
+	pthread_t t;
+	pthread_create(&t, NULL, race_sender, &r);
+	uint64_t got = 0, cancelled = 0, n = weft_test_iters(4000);
+	char buf[64];
+	for (uint64_t i = 0; i < n; i++) {
+		weft_overlapped ov = {0};
+		assert_int_equal(weft_port_recv(p, a, buf, sizeof buf, &ov), 0);
+		weft__store_rel(&r.go, (uint32_t)i + 1); /* the sender races the cancel below */
+		if (i & 1)
+			sched_yield();
+		int c = weft_port_cancel(p, a, &ov);
+		assert_true(c == 0 || c == -ENOENT);
+		weft_overlapped *o;
+		assert_int_equal(weft_port_get(p, NULL, NULL, &o, T_MS), 0);
+		assert_ptr_equal(o, &ov);
+		if (ov.status == -ECANCELED) {
+			cancelled++;
+		} else {
+			assert_int_equal(ov.status, 0);
+			assert_true(ov.bytes >= 1);
+			got += ov.bytes;
+		}
+		assert_int_equal(weft_port_get(p, NULL, NULL, &o, 0), -ETIMEDOUT); /* once */
+	}
+	weft__store_rel(&r.stop, 1u);
+	pthread_join(t, NULL);
+	/* what the cancelled receives left behind is still in the socket */
+	while (got < r.sent) {
+		weft_overlapped ov = {0};
+		assert_int_equal(weft_port_recv(p, a, buf, sizeof buf, &ov), 0);
+		expect(p, &ov, 1);
+		assert_int_equal(ov.status, 0);
+		got += ov.bytes;
+	}
+	assert_int_equal(got, r.sent);
+	close(b);
+	assert_int_equal(weft_port_close_fd(p, a), 0);
+	weft_port_close(p);
+	if (getenv("WEFT_TEST_VERBOSE"))
+		fprintf(stderr, "cancel race: %llu cancelled of %llu\n", (unsigned long long)cancelled,
+			(unsigned long long)n);
+}
+
+/* Closing a port with many operations in flight on many sockets: each completes once. */
+static void test_io_port_close_many_in_flight(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	enum { NS = 16, PER = 4 };
+	int a[NS], b[NS];
+	static weft_overlapped ov[NS][PER];
+	static char buf[NS][PER][8];
+	memset(ov, 0, sizeof ov);
+	assert_int_equal(weft_port_post(p, 0, 0, NULL), 0);
+	assert_int_equal(weft_port_get(p, NULL, NULL, NULL, 0), 0); /* main uses the port */
+	for (int i = 0; i < NS; i++) {
+		tcp_pair(&a[i], &b[i]);
+		assert_int_equal(weft_port_associate(p, a[i], (uintptr_t)i + 1), 0);
+		for (int k = 0; k < PER; k++)
+			assert_int_equal(weft_port_recv(p, a[i], buf[i][k], 8, &ov[i][k]), 0);
+	}
+	for (int i = 0; i < NS; i += 2)
+		assert_int_equal(send(b[i], "d", 1, 0), 1); /* some complete for real */
+	weft_port_close(p);
+	int seen[NS][PER];
+	memset(seen, 0, sizeof seen);
+	weft_overlapped *o;
+	uintptr_t key;
+	int total = 0;
+	while (weft_port_get(p, NULL, &key, &o, 0) == 0) {
+		int i = (int)key - 1;
+		assert_true(i >= 0 && i < NS);
+		int k = (int)(o - ov[i]);
+		assert_true(k >= 0 && k < PER);
+		seen[i][k]++;
+		assert_true(o->status == -ECANCELED || (o->status == 0 && o->bytes == 1));
+		total++;
+	}
+	assert_int_equal(total, NS * PER);
+	for (int i = 0; i < NS; i++)
+		for (int k = 0; k < PER; k++)
+			assert_int_equal(seen[i][k], 1);
+	for (int i = 0; i < NS; i++) {
+		close(a[i]);
+		close(b[i]);
+	}
+}
+
 /* ---- datagrams ---- */
 
 static int udp_bound(struct sockaddr_in *a)
@@ -852,6 +974,8 @@ int main(void)
 		cmocka_unit_test(test_io_close_fd_completes_pending),
 		cmocka_unit_test(test_io_port_close_completes_pending),
 		cmocka_unit_test(test_io_fd_number_reused),
+		cmocka_unit_test(test_io_cancel_races_completion),
+		cmocka_unit_test(test_io_port_close_many_in_flight),
 		cmocka_unit_test(test_io_recvfrom_sendto),
 		cmocka_unit_test(test_io_sendfile),
 		cmocka_unit_test(test_io_tcp_echo_100mb),
