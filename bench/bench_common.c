@@ -1,8 +1,11 @@
 /* bench_common.c - configuration, counters and the machine parallelism check. */
 #include "bench_common.h"
 
+#include <weft/interlocked.h>
+
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -132,6 +135,20 @@ double bench_parallel_check(double seconds)
 	weft_bench_context("loadavg_at_start", buf);
 	weft_bench_context("mode", bench_quick ? "quick" : "full");
 	return ratio;
+}
+
+/* ---- start line ---------------------------------------------------------------------- */
+
+void bench_start_line(int *arrived, int n)
+{
+	/* acq_rel/acquire: orders nothing the loops rely on; the count itself is the point */
+	__atomic_add_fetch(arrived, 1, __ATOMIC_ACQ_REL);
+	for (unsigned spins = 0; __atomic_load_n(arrived, __ATOMIC_ACQUIRE) < n; spins++) {
+		if (spins < 64)
+			weft_cpu_relax();
+		else
+			sched_yield();
+	}
 }
 
 /* ---- run cap ------------------------------------------------------------------------- */

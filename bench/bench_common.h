@@ -77,6 +77,12 @@ void bench_report_ops(weft_bench_state *st, uint64_t ops);
  * context. Returns the ratio (about 2 on two idle cores, about 1 when they are not). */
 double bench_parallel_check(double seconds);
 
+/* The start line, called by every thread right after its first weft_bench_batch: returns
+ * once all n threads of the run are past the library's start barrier and running. Without
+ * it a thread that is slow to wake (a busy machine) can find the run already over, and a
+ * short run measures one thread alone. Waiters yield, so it also works oversubscribed. */
+void bench_start_line(int *arrived, int n);
+
 /* A run's time cap: a thread that sleeps until `seconds` pass, then raises *flag (the
  * loops' early-stop flag), so a lock that collapses under oversubscription (ms per op)
  * still ends its run in bounded time; its ns_op stays right, over fewer ops. */

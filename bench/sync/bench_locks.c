@@ -74,6 +74,7 @@ typedef struct lock_run {
 	WEFT_CACHE_ALIGNED unsigned char lock[LOCK_STORAGE];
 	WEFT_CACHE_ALIGNED volatile int32_t counter; /* the data the lock protects */
 	WEFT_CACHE_ALIGNED int stop;
+	int arrived; /* bench_start_line */
 	bench_watchdog watchdog;                 /* first thread done: others stop */
 	WEFT_CACHE_ALIGNED uint64_t done[BENCH_MAX_THREADS];
 } lock_run;
@@ -93,10 +94,14 @@ static inline __attribute__((always_inline)) void lock_loop(weft_bench_state *st
 	const int me = weft_bench_thread_index(st);
 	const uint64_t max_iters = (uint64_t)weft_bench_max_iterations(st);
 	uint64_t x = (uint64_t)me + 1, mine = 0;
-	bool stopped = false;
+	bool stopped = false, started = false;
 	while (weft_bench_batch(st, BENCH_BATCH)) {
 		if (stopped)
 			continue;
+		if (!started) {
+			bench_start_line(&r->arrived, weft_bench_threads(st));
+			started = true;
+		}
 		for (int i = 0; i < BENCH_BATCH; i++) {
 			if (ops->raw) {
 				ops->raw(&r->counter);
@@ -138,6 +143,7 @@ static void lock_setup(weft_bench_state *st, void *ctx)
 	memset(r->lock, 0, sizeof r->lock);
 	r->counter = 0;
 	r->stop = 0;
+	r->arrived = 0;
 	r->ops->init(r->lock);
 	bench_watchdog_start(&r->watchdog, &r->stop);
 }

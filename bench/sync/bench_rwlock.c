@@ -50,6 +50,7 @@ typedef struct rw_run {
 	WEFT_CACHE_ALIGNED volatile uint64_t a; /* writers keep a == b */
 	volatile uint64_t b;
 	WEFT_CACHE_ALIGNED int stop;
+	int arrived; /* bench_start_line */
 	bench_watchdog watchdog;
 	WEFT_CACHE_ALIGNED uint64_t done[BENCH_MAX_THREADS];
 	uint64_t torn[BENCH_MAX_THREADS];
@@ -117,10 +118,14 @@ static inline __attribute__((always_inline)) void rw_mix_loop(weft_bench_state *
 	const uint64_t read_below = (uint64_t)weft_bench_arg(st, 0) * 1024 / 100;
 	uint64_t x = (uint64_t)me + 1, rng = 0x9e3779b97f4a7c15ull * (uint64_t)(me + 1);
 	uint64_t mine = 0, torn = 0;
-	bool stopped = false;
+	bool stopped = false, started = false;
 	while (weft_bench_batch(st, BENCH_BATCH)) {
 		if (stopped)
 			continue;
+		if (!started) {
+			bench_start_line(&r->arrived, weft_bench_threads(st));
+			started = true;
+		}
 		for (int i = 0; i < BENCH_BATCH; i++) {
 			if ((bench_xorshift(&rng) & 1023) < read_below) {
 				ops->rdlock(r->lock);
@@ -257,6 +262,7 @@ static void rw_setup(weft_bench_state *st, void *ctx)
 	memset(r->lock, 0, sizeof r->lock);
 	r->a = r->b = 0;
 	r->stop = 0;
+	r->arrived = 0;
 	memset(r->done, 0, sizeof r->done);
 	memset(r->reads, 0, sizeof r->reads);
 	memset(r->torn, 0, sizeof r->torn);
