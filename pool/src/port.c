@@ -207,10 +207,10 @@ static int w_sleep(weft_port *p, struct weft__waiter *w, const struct timespec *
 				if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) >= PORT_SPIN_NS)
 					break;
 				/* The thread that will post may be waiting for this very CPU (an
-				 * oversubscribed machine): now and then, let it run rather than
-				 * burn the whole slice. */
-				if ((i & 255) == 0)
-					sched_yield();
+				 * oversubscribed machine, or the scheduler put both threads on one
+				 * CPU): let it run rather than burn the slice. With nothing else to
+				 * run here, the yield returns at once. */
+				sched_yield();
 			}
 		}
 	}
