@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -346,12 +347,15 @@ static void ep_wait(void *be)
 	struct ep *e = be;
 	struct epoll_event ev[64];
 	uint64_t last = 0;
+	uint32_t spins = 0;
 	/* acquire: pairs with the release in ep_wake. */
 	while (!weft__load_acq(&e->stop)) {
 		bool spin = weft__now_ns() - last < WEFT__REAPER_SPIN_NS;
 		int n = epoll_wait(e->epfd, ev, 64, spin ? 0 : -1);
 		if (n > 0)
 			last = weft__now_ns();
+		else if (spin && (++spins & 7) == 0)
+			sched_yield(); /* a worker may be waiting for this CPU */
 		for (int i = 0; i < n; i++) {
 			uintptr_t v = (uintptr_t)ev[i].data.ptr;
 			if (v == 0) {

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -360,12 +361,14 @@ static void ur_wait(void *be)
 {
 	struct ur *u = be;
 	uint64_t last = 0;
-	uint32_t busy = 0;
+	uint32_t busy = 0, spins = 0;
 	/* acquire: pairs with the release in ur_wake. */
 	while (!weft__load_acq(&u->stop)) {
 		if (!cq_nonempty(u)) {
 			if (weft__now_ns() - last < WEFT__REAPER_SPIN_NS) {
 				weft_cpu_relax();
+				if ((++spins & 63) == 0)
+					sched_yield(); /* a worker may be waiting for this CPU */
 				continue;
 			}
 			/* Sleeps without the io lock until a CQE is there; a submitter may drain
