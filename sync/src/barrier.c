@@ -7,7 +7,7 @@
 #include "futex.h"
 #include "internal.h"
 
-#define DEFAULT_SPIN 2000u
+#define DEFAULT_SPIN 400u /* ~10 us of PAUSE */
 
 int weft_barrier_init(weft_barrier *b, uint32_t total, int32_t spin_count)
 {

@@ -19,7 +19,7 @@ struct mcs_node {
 };
 _Static_assert(sizeof(struct mcs_node) <= sizeof(weft_mcs_node), "mcs node fits");
 
-#define SPIN_LIMIT 2000
+#define SPIN_LIMIT 400 /* ~10 us of PAUSE; a futex wake-up costs 10-25 us */
 
 /* The lock line: _private[0] the tail, then the admission gate (gate.h), then the count
  * of queued waiters (not the holder), kept only on the contended path. */
@@ -64,8 +64,12 @@ static void mcs_wait(struct mcs_node *me)
 		weft_cpu_relax();
 	}
 	uint32_t s = 1;
-	if (!weft__cas_acq(&me->state, &s, 2u))
-		return; /* s == 0: handed over meanwhile */
+	if (!weft__cas_acq(&me->state, &s, 2u)) {
+		/* s == 0: handed over meanwhile. acquire (a failed CAS only reads relaxed):
+		 * pairs with the release exchange of state in weft_mcs_unlock(). */
+		(void)weft__load_acq(&me->state);
+		return;
+	}
 	weft__block_begin();
 	while (weft__load_acq(&me->state) != 0)
 		weft__futex_wait(&me->state, 2u, NULL);

@@ -114,7 +114,8 @@ WEFT_API void weft_mcs_unlock(weft_mcslock *m, weft_mcs_node *n);
 typedef struct WEFT_CACHE_ALIGNED weft_cs {
 	uint64_t _private[WEFT_CACHE_LINE / 8];
 } weft_cs;
-#define WEFT_CS_DEFAULT_SPIN 4000u
+/* ~25 us of PAUSE on current x86 (about one futex sleep and wake-up). */
+#define WEFT_CS_DEFAULT_SPIN 1000u
 /* A statically initialized section, with the default spin count. */
 #define WEFT_CS_INIT {{0, WEFT_CS_DEFAULT_SPIN}}
 
