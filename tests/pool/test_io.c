@@ -110,6 +110,18 @@ static void test_io_file_read_write_offset(void **state)
 	assert_int_equal(eof.status, 0);
 	assert_int_equal(eof.bytes, 0);
 	assert_int_equal(weft_port_close_fd(p, fd), 0);
+	/* an error found by the kernel completes onto the port: writing a read-only fd */
+	int ro = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+	if (ro < 0)
+		ro = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	assert_true(ro >= 0);
+	assert_int_equal(weft_port_associate(p, ro, 13), 0);
+	weft_overlapped bad = {0};
+	assert_int_equal(weft_port_write(p, ro, "x", 1, &bad), 0);
+	expect(p, &bad, 13);
+	assert_int_equal(bad.status, -EBADF);
+	assert_int_equal(bad.bytes, 0);
+	assert_int_equal(weft_port_close_fd(p, ro), 0);
 	weft_port_close(p);
 }
 
