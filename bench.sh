@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh - the contention benchmark, from a fresh clone to a results folder.
 #
-#   ./bench.sh            full suite: 1/2/4/8 threads, 3 repetitions (medians reported)
+#   ./bench.sh            full suite: 1/2/4/8 threads, 5 repetitions (medians reported)
 #   ./bench.sh --quick    a few-second smoke run (CI): 1/2 threads, short runs, 1 repetition
 #
 # Options:  --reps N  --min-time SECONDS  --filter REGEX  --out DIR  --build DIR
@@ -21,8 +21,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cmdline="$0 $*"
 quick=0
-reps=3
-min_time=0.2
+reps=5
+min_time=0.15
 filter=
 out=
 build=${WEFT_BENCH_BUILD_DIR:-$root/build-release}
@@ -89,7 +89,10 @@ if [ $quick = 1 ]; then
 	reps=1
 else
 	args+=(--benchmark_min_time="$min_time" --benchmark_repetitions="$reps")
-	[ "$reps" -gt 1 ] && args+=(--benchmark_display_aggregates_only=true)
+	# Interleave the repetitions of all rows in random order: a burst of load from other
+	# processes then spoils one repetition of a row, not all of them, and the median holds.
+	[ "$reps" -gt 1 ] && args+=(--benchmark_display_aggregates_only=true
+		--benchmark_enable_random_interleaving=true)
 fi
 [ -n "$filter" ] && args+=(--benchmark_filter="$filter")
 args+=("${extra[@]}")
