@@ -33,6 +33,7 @@
 #include "atomic.h"
 #include "bufpool.h"
 #include "internal.h"
+#include "net_internal.h"
 
 enum io_kind { IO_ACCEPT = 1, IO_RECV, IO_SEND, IO_CLOSE };
 
@@ -604,7 +605,7 @@ static void sweeper_stop(weft_server *s)
 
 /* ---- the server --------------------------------------------------------------------- */
 
-static int parse_listen(const char *spec, struct sockaddr_in *a)
+int weft__net_parse_addr(const char *spec, struct sockaddr_in *a)
 {
 	char host[64];
 	const char *colon = strrchr(spec, ':');
@@ -627,7 +628,7 @@ static int parse_listen(const char *spec, struct sockaddr_in *a)
 static int open_listener(weft_server *s, const char *spec)
 {
 	struct sockaddr_in a;
-	int rc = parse_listen(spec ? spec : "127.0.0.1:0", &a);
+	int rc = weft__net_parse_addr(spec ? spec : "127.0.0.1:0", &a);
 	if (rc < 0)
 		return rc;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

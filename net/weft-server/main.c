@@ -14,7 +14,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: weft-server --mode echo [options]\n"
+		"usage: weft-server --mode echo|udp-echo [options]\n"
 		"\n"
 		"Serves TCP on the weft completion port: a listener keeps --accepts accepts posted,\n"
 		"--threads port threads run every completion, and each connection has one receive\n"
@@ -22,10 +22,13 @@ static void usage(FILE *f)
 		"\n"
 		"modes:\n"
 		"  echo                 TCP echo: every byte received is sent back, in order.\n"
-		"                       (udp-echo and http are described in issue 7; not built yet)\n"
+		"  udp-echo             UDP echo: every datagram is sent back to its sender\n"
+		"                       (--accepts, --max-conns, --send-queue and --shutdown-ms\n"
+		"                       do not apply; --buf-size is the largest datagram).\n"
+		"                       (http is described in issue 7; not built yet)\n"
 		"\n"
 		"options:\n"
-		"  --mode MODE          what to serve (required): echo\n"
+		"  --mode MODE          what to serve (required): echo or udp-echo\n"
 		"  --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:8080; port 0: any)\n"
 		"  --threads N          port threads (default: number of CPUs)\n"
 		"  --backend B          uring or epoll (default: uring where the kernel allows it)\n"
@@ -53,6 +56,40 @@ static void echo_on_data(weft_conn *c, const void *data, size_t len)
 }
 
 static const weft_server_callbacks echo_callbacks = { .on_data = echo_on_data };
+
+static void udp_echo_on_datagram(weft_udp *u, const void *data, size_t len, const struct sockaddr *from,
+				 socklen_t fromlen)
+{
+	/* -ENOBUFS (every send context busy) drops the datagram, as UDP may; it is counted */
+	(void)weft_udp_sendto(u, data, len, from, fromlen);
+}
+
+/* Serves UDP echo until SIGINT/SIGTERM (already blocked); returns the exit status. */
+static int run_udp_echo(const weft_server_config *cfg, const sigset_t *stop)
+{
+	weft_udp_config ucfg = { .bind = cfg->listen, .threads = cfg->threads, .max_datagram = cfg->buf_size,
+		.on_datagram = udp_echo_on_datagram };
+	int err = 0;
+	weft_udp *u = weft_udp_create(&ucfg, &err);
+	if (!u) {
+		fprintf(stderr, "weft-server: cannot bind %s: %s\n", cfg->listen, strerror(-err));
+		return 1;
+	}
+	fprintf(stderr, "weft-server: mode udp-echo bound to %.*s:%d, backend %s\n",
+		(int)(strrchr(cfg->listen, ':') - cfg->listen), cfg->listen, weft_udp_port(u), weft_udp_backend(u));
+	int sig = 0;
+	sigwait(stop, &sig);
+	weft_udp_stats st;
+	weft_udp_get_stats(u, &st);
+	weft_udp_destroy(u);
+	fprintf(stderr,
+		"weft-server: %s, stopped; datagrams %llu in, %llu out, %llu dropped; bytes %llu in, "
+		"%llu out; errors %llu\n",
+		sig == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)st.datagrams_in,
+		(unsigned long long)st.datagrams_out, (unsigned long long)st.dropped,
+		(unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out, (unsigned long long)st.errors);
+	return 0;
+}
 
 static bool parse_u32(const char *s, uint32_t *out)
 {
@@ -105,8 +142,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(mode, "echo") != 0) {
-		fprintf(stderr, "weft-server: mode '%s' is not available in this build (only echo)\n", mode);
+	if (strcmp(mode, "echo") != 0 && strcmp(mode, "udp-echo") != 0) {
+		fprintf(stderr, "weft-server: mode '%s' is not available in this build (echo, udp-echo)\n", mode);
 		return 2;
 	}
 	if (backend) {
@@ -127,6 +164,9 @@ int main(int argc, char **argv)
 	sigaddset(&stop, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	if (strcmp(mode, "udp-echo") == 0)
+		return run_udp_echo(&cfg, &stop);
 
 	int err = 0;
 	weft_server *s = weft_server_create(&cfg, &err);

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include <weft/pool.h>
 
 #ifdef __cplusplus
@@ -109,6 +111,47 @@ WEFT_API size_t weft_conn_queued(const weft_conn *c);
 WEFT_API void weft_conn_set_user(weft_conn *c, void *user);
 WEFT_API void *weft_conn_user(const weft_conn *c);
 WEFT_API weft_server *weft_conn_server(const weft_conn *c);
+
+/* ---------------------------------------------------------------------------------------
+ * UDP on the port: one bound socket, `recvs` receives kept posted (each with its own
+ * buffer and per-I/O context), sends from a fixed set of send contexts. on_datagram runs
+ * on the port threads, possibly on several at once.
+ * ------------------------------------------------------------------------------------- */
+typedef struct weft_udp weft_udp;
+
+typedef struct weft_udp_config {
+	const char *bind;           /* "ADDR:PORT", IPv4 (NULL: "127.0.0.1:0") */
+	uint32_t threads;           /* port threads (0: the number of CPUs) */
+	uint32_t recvs;             /* receives kept posted (0: 8) */
+	uint32_t max_datagram;      /* receive buffer; longer datagrams are cut (0: 65536) */
+	uint32_t max_sends;         /* sends in flight at once; more fail -ENOBUFS (0: 64) */
+	/* A datagram of len bytes (0 is a valid datagram) from `from`. data and from are
+	 * valid during the call only. */
+	void (*on_datagram)(weft_udp *u, const void *data, size_t len, const struct sockaddr *from,
+			    socklen_t fromlen);
+	void *user;                 /* weft_udp_user() */
+} weft_udp_config;
+
+/* dropped: sends refused with -ENOBUFS (every send context busy). */
+typedef struct weft_udp_stats {
+	uint64_t datagrams_in, datagrams_out, bytes_in, bytes_out, dropped, errors;
+} weft_udp_stats;
+
+/* Binds, starts the port threads and posts the receives. NULL with *err (may be NULL) as
+ * for weft_server_create. */
+WEFT_API weft_udp *weft_udp_create(const weft_udp_config *cfg, int *err);
+WEFT_API int weft_udp_port(const weft_udp *u);
+WEFT_API const char *weft_udp_backend(const weft_udp *u);
+WEFT_API void *weft_udp_user(const weft_udp *u);
+/* Sends a copy of data[0, len) to `to` (len <= max_datagram). Returns 0 once queued,
+ * -ENOBUFS when max_sends are in flight (the datagram is dropped, as a full socket
+ * buffer would), -EMSGSIZE, -EINVAL, -ESHUTDOWN once destroy began. Thread-safe. */
+WEFT_API int weft_udp_sendto(weft_udp *u, const void *data, size_t len, const struct sockaddr *to,
+			     socklen_t tolen);
+WEFT_API void weft_udp_get_stats(const weft_udp *u, weft_udp_stats *out);
+/* Cancels the receives, waits for the sends in flight, joins the threads and frees.
+ * Not from a callback. */
+WEFT_API void weft_udp_destroy(weft_udp *u);
 
 #ifdef __cplusplus
 }
