@@ -61,12 +61,15 @@ def load(path):
     with open(path) as f:
         data = json.load(f)
     runs = defaultdict(lambda: defaultdict(list))  # (family, impl, threads) -> metric -> values
+    order = {}  # (family, impl) -> registration order, whatever order the runs came in
     errors = {}
     for b in data.get("benchmarks", []):
         if b.get("run_type") != "iteration":
             continue
         family, impl = parse_name(b["run_name"])
         key = (family, impl, int(b.get("threads", 1)))
+        rank = (b.get("family_index", 0), b.get("per_family_instance_index", 0))
+        order[(family, impl)] = min(order.get((family, impl), rank), rank)
         if b.get("error_occurred"):
             errors[key] = b.get("error_message", "error")
             continue
@@ -79,7 +82,9 @@ def load(path):
                 "real_time", "cpu_time", "iterations", "threads", "repetitions",
                 "repetition_index", "family_index", "per_family_instance_index"):
                 m[k].append(float(v))
-    med = {k: {mk: statistics.median(mv) for mk, mv in m.items()} for k, m in runs.items()}
+    # Rows in registration order (the runs may have been interleaved at random).
+    keys = sorted(runs, key=lambda k: (order[(k[0], k[1])], k[2]))
+    med = {k: {mk: statistics.median(mv) for mk, mv in runs[k].items()} for k in keys}
     nreps = max((len(m["real_ns"]) for m in runs.values()), default=0)
     return data.get("context", {}), med, errors, nreps
 
