@@ -44,7 +44,10 @@ while [ $# -gt 0 ]; do
 done
 
 # ---- packages ---------------------------------------------------------------------------
-need=(cmake make gcc g++ pkg-config python3 libbenchmark-dev libck-dev gnuplot-nox)
+# libck-dev, libuv1-dev: peers (concurrencykit locks, uv_queue_work); liburing-dev: the
+# port's io_uring backend rows. Each is optional to the build, but rows go missing without.
+need=(cmake make gcc g++ pkg-config python3 libbenchmark-dev libck-dev gnuplot-nox
+	libuv1-dev liburing-dev)
 missing=()
 for p in "${need[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
