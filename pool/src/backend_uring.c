@@ -353,8 +353,10 @@ static bool cq_nonempty(struct ur *u)
 static void ur_poll(void *be)
 {
 	struct ur *u = be;
+	/* ur_drain, not drain_once: a stage re-armed from here mutes the eventfd, and
+	 * only ur_drain unmutes it (left muted, the reaper would sleep through CQEs). */
 	if (cq_nonempty(u))
-		drain_once(u);
+		ur_drain(u);
 }
 
 static void ur_wait(void *be)

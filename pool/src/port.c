@@ -31,8 +31,8 @@
 #include "port_impl.h"
 
 /* A waiter's word: W_WAITING (spinning), W_SLEEPING (on the futex), then one of the
- * final states set by whoever popped it off the stack under the port lock: W_PACKET (pkt
- * holds its packet; it is counted released) or W_WOKEN (the port closed). W_ALERTED is
+ * final states set by whoever popped it off the stack under the port lock: W_PACKET (out
+ * holds its n packets; it is counted released) or W_WOKEN (the port closed). W_ALERTED is
  * set (only over W_WAITING/W_SLEEPING, by CAS) when an APC is queued to an alertable
  * waiter that is still on the stack: it must unlink itself, unless a popper got there
  * first, whose final state then overwrites W_ALERTED. */
@@ -42,7 +42,8 @@ struct weft__waiter {
 	struct weft__waiter *below, *above; /* the LIFO stack, under the port lock */
 	bool linked;			    /* on the stack (port lock) */
 	uint32_t word;
-	struct weft__pkt pkt;
+	weft_completion *out; /* where the popper copies the packets: the waiter's array */
+	uint32_t max, n;
 };
 
 /* Per-thread association with one port (a thread belongs to the port it last waited on,
@@ -109,15 +110,14 @@ static int q_grow(weft_port *p, uint32_t need)
 static void q_push(weft_port *p, const struct weft__pkt *k)
 {
 	p->q[(p->qhead + p->qlen) & (p->qcap - 1)] = *k;
-	/* relaxed: qlen is only a hint outside the lock (get_more re-checks under it). */
-	weft__store_rlx(&p->qlen, p->qlen + 1);
+	p->qlen++;
 }
 
 static void q_pop(weft_port *p, struct weft__pkt *k)
 {
 	*k = p->q[p->qhead];
 	p->qhead = (p->qhead + 1) & (p->qcap - 1);
-	weft__store_rlx(&p->qlen, p->qlen - 1);
+	p->qlen--;
 }
 
 static uint32_t q_take(weft_port *p, weft_completion *out, uint32_t max)
@@ -165,7 +165,7 @@ static struct weft__waiter *dispatch(weft_port *p)
 	while (p->qlen && p->waiters && p->released < p->concurrency) {
 		struct weft__waiter *w = p->waiters;
 		w_unlink(p, w);
-		q_pop(p, &w->pkt);
+		w->n = q_take(p, w->out, w->max); /* like GetQueuedCompletionStatusEx: a batch */
 		p->released++;
 		w->below = wake;
 		wake = w;
@@ -182,7 +182,7 @@ static void wake_list(struct weft__waiter *w, uint32_t how)
 {
 	while (w) {
 		struct weft__waiter *next = w->below;
-		/* release: publishes w->pkt; pairs with the acquire loads in w_sleep. */
+		/* release: publishes w->out[..n]; pairs with the acquire loads in w_sleep. */
 		if (weft__xchg_rel(&w->word, how) == W_SLEEPING)
 			weft__futex_wake(&w->word, 1);
 		w = next;
@@ -386,20 +386,6 @@ void weft__port_complete(weft_port *p, struct weft__op *op)
 	post_locked(p, &k);
 }
 
-/* Takes more packets for a get_many whose first one was handed over: the hand-off gave
- * one packet, the rest are still in the queue (no further slot is needed: the thread
- * is already counted). */
-static uint32_t get_more(weft_port *p, weft_completion *out, uint32_t max)
-{
-	/* relaxed: a hint; a packet missed here is dispatched to another thread. */
-	if (max == 0 || weft__load_rlx(&p->qlen) == 0)
-		return 0;
-	weft__plock(&p->lock);
-	uint32_t n = q_take(p, out, max);
-	weft__punlock(&p->lock);
-	return n;
-}
-
 /* Under the lock, the port closed: drain what is left, then -ESHUTDOWN. */
 static int get_closed(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count)
 {
@@ -465,7 +451,7 @@ static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t 
 		port_join_thread(p);
 	*count = 0;
 	for (;;) {
-		struct weft__waiter w = {.word = W_WAITING};
+		struct weft__waiter w = {.word = W_WAITING, .out = out, .max = max};
 		/* Armed before the port lock (the APC lock may call the blocking hook, which
 		 * takes the port lock; it does nothing while the thread is inside get). */
 		bool armed = alertable;
@@ -513,8 +499,7 @@ static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t 
 			v = w_settle(&w);
 		}
 		if (v == W_PACKET) {
-			out[0] = (weft_completion){w.pkt.bytes, w.pkt.key, w.pkt.ov};
-			*count = 1 + get_more(p, out + 1, max - 1);
+			*count = w.n;
 			return w_return(t, armed, 0);
 		}
 		/* W_WOKEN: the port closed; loop to drain it. */

@@ -27,7 +27,7 @@ struct weft_port {
 	const struct weft__backend_ops *be;
 
 	/* The I/O completion queue, waiting threads, released and paused counts: all under
-	 * lock. qlen is also read relaxed outside the lock as a hint (see get_more). */
+	 * lock. */
 	WEFT_CACHE_ALIGNED uint32_t lock;
 	uint32_t closed;
 	struct weft__pkt *q;

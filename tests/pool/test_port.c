@@ -456,6 +456,7 @@ static void *storm_producer(void *v)
 	 * (which fails with -ESHUTDOWN) touches live memory */
 	if (weft_port_get(s->p, NULL, NULL, NULL, 0) != -ETIMEDOUT)
 		abort();
+	weft__fadd_rel(&s->started, 1u);
 	while (weft_port_post(s->p, 1, 1, NULL) == 0)
 		s->posted++;
 	return NULL;
@@ -475,6 +476,8 @@ static void test_port_close_under_traffic(void **state)
 	while (weft__load_acq(&s.started) != 4)
 		usleep(200);
 	pthread_create(&prod, NULL, storm_producer, &s);
+	while (weft__load_acq(&s.started) != 5) /* the producer too, before the close */
+		usleep(200);
 	usleep(50000);
 	weft_port_close(s.p);
 	pthread_join(prod, NULL);
