@@ -622,6 +622,60 @@ static void test_io_port_close_many_in_flight(void **state)
 	}
 }
 
+/* Second stages armed from whichever thread drains the completion of the first (the
+ * reaper, the submitter, or a waiter polling while it spins): accept-with-bytes many
+ * times, the first bytes sent a little after the connect. */
+struct late_client {
+	uint16_t port;
+	uint32_t n;
+	int failures;
+};
+
+static void *late_client_main(void *v)
+{
+	struct late_client *c = v;
+	struct sockaddr_in sa = loop_addr(c->port);
+	for (uint32_t i = 0; i < c->n; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+			c->failures++;
+		usleep(i % 7 * 15); /* 0..90 us: lands in the spin window or after it */
+		if (send(fd, "abcd", 4, 0) != 4)
+			c->failures++;
+		char x;
+		if (recv(fd, &x, 1, 0) != 0) /* wait for the server to close */
+			c->failures++;
+		close(fd);
+	}
+	return NULL;
+}
+
+static void test_io_second_stage_from_any_thread(void **state)
+{
+	(void)state;
+	weft_port *p = mkport();
+	struct late_client c = {.n = (uint32_t)weft_test_iters(400)};
+	int l = listener(&c.port);
+	assert_int_equal(weft_port_associate(p, l, 1), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, late_client_main, &c);
+	for (uint32_t i = 0; i < c.n; i++) {
+		int acc = -1;
+		char buf[16];
+		weft_overlapped ov = {0};
+		assert_int_equal(weft_port_accept(p, l, &acc, buf, sizeof buf, &ov), 0);
+		expect(p, &ov, 1);
+		assert_int_equal(ov.status, 0);
+		assert_int_equal(ov.bytes, 4);
+		assert_memory_equal(buf, "abcd", 4);
+		close(acc);
+	}
+	pthread_join(t, NULL);
+	assert_int_equal(c.failures, 0);
+	assert_int_equal(weft_port_close_fd(p, l), 0);
+	weft_port_close(p);
+}
+
 /* ---- datagrams ---- */
 
 static int udp_bound(struct sockaddr_in *a)
@@ -986,6 +1040,7 @@ int main(void)
 		cmocka_unit_test(test_io_close_fd_completes_pending),
 		cmocka_unit_test(test_io_port_close_completes_pending),
 		cmocka_unit_test(test_io_fd_number_reused),
+		cmocka_unit_test(test_io_second_stage_from_any_thread),
 		cmocka_unit_test(test_io_cancel_races_completion),
 		cmocka_unit_test(test_io_port_close_many_in_flight),
 		cmocka_unit_test(test_io_recvfrom_sendto),
