@@ -58,7 +58,6 @@ struct ur {
 	weft_port *port;
 	struct io_uring ring;
 	int efd;	/* the ring's eventfd: the reaper sleeps on it (-1: on the ring) */
-	bool quiet;	/* eventfd muted for a submit (io lock) */
 	uint32_t stop;	/* atomic: set by wake */
 };
 
@@ -245,14 +244,16 @@ static int ur_arm(void *be, struct weft__op *op, int *res)
 		(*side)++;
 		op->bstate = rd ? 1 : 2;
 	}
-	/* Mute the eventfd: what completes inline during this submit is drained by this
-	 * thread (port.c calls drain next), so waking the reaper for it would only cost
-	 * an IPI and a context switch per operation. drain unmutes it. */
-	if (u->efd >= 0 && !u->quiet) {
+	/* Mute the eventfd across the submit: what completes inline during it is drained
+	 * by this thread (every caller of arm drains next: op_submit, or the drain loop
+	 * that re-armed a stage), so waking the reaper for it would only cost an IPI and
+	 * a context switch per operation. Unmuted right after, so the reaper never sleeps
+	 * through a later CQE. */
+	if (u->efd >= 0)
 		io_uring_cq_eventfd_toggle(&u->ring, false);
-		u->quiet = true;
-	}
 	int r = io_uring_submit(&u->ring);
+	if (u->efd >= 0)
+		io_uring_cq_eventfd_toggle(&u->ring, true);
 	if (r < 0) {
 		if (side) {
 			(*side)--;
@@ -314,9 +315,12 @@ static int ur_reap(void *be, struct weft__op *op, int res)
 	return res;
 }
 
-/* Reports every CQE available (io lock held: the submitters drain too). */
-static void drain_once(struct ur *u)
+/* Reports every CQE there (io lock held: submitters, spinning waiters and the reaper
+ * all drain). A stage re-armed from here may complete inline: the loop re-reads the
+ * tail and takes it too. */
+static void ur_drain(void *be)
 {
+	struct ur *u = be;
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 	io_uring_for_each_cqe(&u->ring, head, cqe)
@@ -327,20 +331,14 @@ static void drain_once(struct ur *u)
 		n++;
 	}
 	io_uring_cq_advance(&u->ring, n);
-}
-
-static void ur_drain(void *be)
-{
-	struct ur *u = be;
-	drain_once(u);
-	if (u->quiet) {
-		/* Unmute, then drain once more: a completion posted while muted (another
-		 * socket's, say) is taken here; any later one signals the eventfd. */
-		io_uring_cq_eventfd_toggle(&u->ring, true);
-		u->quiet = false;
-		drain_once(u);
+	/* More completions than the CQ holds wait in the kernel's overflow list until an
+	 * enter flushes them: do it now rather than leave them to the next submit. */
+	if (io_uring_cq_has_overflow(&u->ring)) {
+		io_uring_get_events(&u->ring);
+		ur_drain(u);
 	}
 }
+
 
 /* True when the CQ holds entries; atomic loads of the ring's indexes, which the drainer
  * (io lock holder) and the kernel write. */
@@ -353,8 +351,6 @@ static bool cq_nonempty(struct ur *u)
 static void ur_poll(void *be)
 {
 	struct ur *u = be;
-	/* ur_drain, not drain_once: a stage re-armed from here mutes the eventfd, and
-	 * only ur_drain unmutes it (left muted, the reaper would sleep through CQEs). */
 	if (cq_nonempty(u))
 		ur_drain(u);
 }
