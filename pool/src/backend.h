@@ -43,23 +43,23 @@ struct weft__op {
 	struct weft__op *qnext;	      /* a backend's own queue (epoll: per-fd FIFO) */
 	struct weft__device *dev;
 	void *buf;
-	int *accepted;		/* accept: where the new socket goes */
-	struct sockaddr *addr;	/* recvfrom: the sender; sendto/connect: the destination */
-	socklen_t *fromlen;	/* recvfrom */
-	socklen_t alen;		/* sendto/connect: address length */
-	int fd;			/* the fd the current stage works on (accept: then the new socket) */
-	int file_fd;		/* sendfile: source */
-	uint32_t len, done;	/* done: bytes finished by earlier stages */
-	int32_t res;		/* a stage result parked by a backend */
-	uint8_t kind;		/* enum weft__op_kind */
-	uint8_t stage;		/* accept: 0 accepting, 1 reading the first bytes */
-	uint8_t bstate;		/* backend-private (epoll connect: 1 in progress) */
-	uint8_t live;		/* submitted and not yet completed (io lock) */
-	uint8_t cancel;		/* cancel requested (io lock) */
-	uint8_t retries;	/* stages retried in a row without progress (-EAGAIN) */
-	struct msghdr msg;	/* io_uring recvmsg/sendmsg: must live until the CQE */
+	int *accepted;	       /* accept: where the new socket goes */
+	struct sockaddr *addr; /* recvfrom: the sender; sendto/connect: the destination */
+	socklen_t *fromlen;    /* recvfrom */
+	socklen_t alen;	       /* sendto/connect: address length */
+	int fd;		       /* the fd the current stage works on (accept: then the new socket) */
+	int file_fd;	       /* sendfile: source */
+	uint32_t len, done;    /* done: bytes finished by earlier stages */
+	int32_t res;	       /* a stage result parked by a backend */
+	uint8_t kind;	       /* enum weft__op_kind */
+	uint8_t stage;	       /* accept: 0 accepting, 1 reading the first bytes */
+	uint8_t bstate;	       /* backend-private (epoll connect: 1 in progress) */
+	uint8_t live;	       /* submitted and not yet completed (io lock) */
+	uint8_t cancel;	       /* cancel requested (io lock) */
+	uint8_t retries;       /* stages retried in a row without progress (-EAGAIN) */
+	struct msghdr msg;     /* io_uring recvmsg/sendmsg: must live until the CQE */
 	struct iovec iov;
-	uint64_t addr_copy[4];	/* sendto: the address, when it fits */
+	uint64_t addr_copy[4]; /* sendto: the address, when it fits */
 };
 _Static_assert(sizeof(struct weft__op) <= sizeof(((weft_overlapped *)0)->_private), "op fits in overlapped");
 
@@ -76,10 +76,10 @@ static inline weft_overlapped *weft__ov_of(struct weft__op *op)
  * address in the kernel (epoll data) and meet it in a late event after disassociate. */
 struct weft__device {
 	int fd;
-	uint32_t active;   /* 1 while associated (io lock) */
-	uint32_t nops;	   /* operations in flight on fd (io lock; futex for disassociate) */
-	uint8_t is_file;   /* a regular file (epoll cannot poll it) */
-	uint8_t seekable;  /* reads and writes use ov->offset */
+	uint32_t active;  /* 1 while associated (io lock) */
+	uint32_t nops;	  /* operations in flight on fd (io lock; futex for disassociate) */
+	uint8_t is_file;  /* a regular file (epoll cannot poll it) */
+	uint8_t seekable; /* reads and writes use ov->offset */
 	uintptr_t key;
 	uint64_t be_area[6]; /* the backend's per-fd state */
 };

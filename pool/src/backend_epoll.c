@@ -47,8 +47,8 @@ _Static_assert(sizeof(struct epdev) <= sizeof(((struct weft__device *)0)->be_are
 struct ep {
 	weft_port *port;
 	int epfd, evfd;
-	uint32_t stop;	  /* atomic: set by wake */
-	uint32_t slock;	  /* guards staged */
+	uint32_t stop;		 /* atomic: set by wake */
+	uint32_t slock;		 /* guards staged */
 	struct weft__op *staged; /* accept ops waiting for their first bytes */
 };
 
@@ -383,13 +383,13 @@ static void ep_wake(void *be)
 }
 
 const struct weft__backend_ops weft__backend_epoll = {
-	.name = "epoll",
-	.init = ep_init,
-	.fini = ep_fini,
-	.attach = ep_attach,
-	.detach = ep_detach,
-	.arm = ep_arm,
-	.cancel = ep_cancel,
-	.wait = ep_wait,
-	.wake = ep_wake,
+    .name = "epoll",
+    .init = ep_init,
+    .fini = ep_fini,
+    .attach = ep_attach,
+    .detach = ep_detach,
+    .arm = ep_arm,
+    .cancel = ep_cancel,
+    .wait = ep_wait,
+    .wake = ep_wake,
 };

@@ -57,8 +57,8 @@
 struct ur {
 	weft_port *port;
 	struct io_uring ring;
-	int efd;	/* the ring's eventfd: the reaper sleeps on it (-1: on the ring) */
-	uint32_t stop;	/* atomic: set by wake */
+	int efd;       /* the ring's eventfd: the reaper sleeps on it (-1: on the ring) */
+	uint32_t stop; /* atomic: set by wake */
 };
 
 static int ur_init(weft_port *port, void **be)
@@ -154,7 +154,8 @@ static void prep(struct io_uring_sqe *sqe, struct weft__op *op)
 		io_uring_prep_recv(sqe, op->fd, buf, op->len, 0);
 		break;
 	case WEFT__OP_SEND:
-		io_uring_prep_send(sqe, op->fd, buf + op->done, op->len - op->done, MSG_WAITALL | MSG_NOSIGNAL);
+		io_uring_prep_send(sqe, op->fd, buf + op->done, op->len - op->done,
+				   MSG_WAITALL | MSG_NOSIGNAL);
 		break;
 	case WEFT__OP_RECVFROM:
 	case WEFT__OP_SENDTO:
@@ -207,11 +208,13 @@ static int try_inline(struct weft__op *op)
 	case WEFT__OP_RECV:
 		return sys_res(recv(op->fd, op->buf, op->len, MSG_DONTWAIT));
 	case WEFT__OP_SEND:
-		return sys_res(send(op->fd, (char *)op->buf + op->done, op->len - op->done, MSG_DONTWAIT | MSG_NOSIGNAL));
+		return sys_res(send(op->fd, (char *)op->buf + op->done, op->len - op->done,
+				    MSG_DONTWAIT | MSG_NOSIGNAL));
 	case WEFT__OP_RECVFROM:
 		return sys_res(recvfrom(op->fd, op->buf, op->len, MSG_DONTWAIT, op->addr, op->fromlen));
 	case WEFT__OP_SENDTO:
-		return sys_res(sendto(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL, op->addr, op->alen));
+		return sys_res(
+		    sendto(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL, op->addr, op->alen));
 	case WEFT__OP_SENDFILE:
 		return weft__sendfile_some(op); /* advances done itself: 0 means finished */
 	default:
@@ -339,7 +342,6 @@ static void ur_drain(void *be)
 	}
 }
 
-
 /* True when the CQ holds entries; atomic loads of the ring's indexes, which the drainer
  * (io lock holder) and the kernel write. */
 static bool cq_nonempty(struct ur *u)
@@ -377,7 +379,8 @@ static void ur_wait(void *be)
 				uint64_t v;
 				if (read(u->efd, &v, sizeof v) < 0)
 					continue; /* EINTR */
-			} else if (io_uring_enter((unsigned)u->ring.ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL) < 0) {
+			} else if (io_uring_enter((unsigned)u->ring.ring_fd, 0, 1, IORING_ENTER_GETEVENTS,
+						  NULL) < 0) {
 				continue; /* -EINTR */
 			}
 		}
@@ -419,16 +422,16 @@ static void ur_wake(void *be)
 }
 
 const struct weft__backend_ops weft__backend_uring = {
-	.name = "uring",
-	.init = ur_init,
-	.fini = ur_fini,
-	.attach = ur_attach,
-	.detach = ur_detach,
-	.arm = ur_arm,
-	.cancel = ur_cancel,
-	.reap = ur_reap,
-	.drain = ur_drain,
-	.poll = ur_poll,
-	.wait = ur_wait,
-	.wake = ur_wake,
+    .name = "uring",
+    .init = ur_init,
+    .fini = ur_fini,
+    .attach = ur_attach,
+    .detach = ur_detach,
+    .arm = ur_arm,
+    .cancel = ur_cancel,
+    .reap = ur_reap,
+    .drain = ur_drain,
+    .poll = ur_poll,
+    .wait = ur_wait,
+    .wake = ur_wake,
 };

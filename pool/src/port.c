@@ -204,7 +204,8 @@ static int w_sleep(weft_port *p, struct weft__waiter *w, const struct timespec *
 				weft__port_io_poll(p);
 			if ((i & 63) == 0) {
 				clock_gettime(CLOCK_MONOTONIC, &t);
-				if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) >= PORT_SPIN_NS)
+				if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) >=
+				    PORT_SPIN_NS)
 					break;
 				/* The thread that will post may be waiting for this very CPU (an
 				 * oversubscribed machine, or the scheduler put both threads on one
@@ -311,7 +312,8 @@ static const struct weft__backend_ops *pick_backend(void);
 
 weft_port *weft_port_create(uint32_t concurrency)
 {
-	weft_port *p = aligned_alloc(WEFT_CACHE_LINE, (sizeof *p + WEFT_CACHE_LINE - 1) & ~(size_t)(WEFT_CACHE_LINE - 1));
+	weft_port *p = aligned_alloc(WEFT_CACHE_LINE,
+				     (sizeof *p + WEFT_CACHE_LINE - 1) & ~(size_t)(WEFT_CACHE_LINE - 1));
 	if (!p)
 		return NULL;
 	memset(p, 0, sizeof *p);
@@ -493,7 +495,8 @@ static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t 
 				w_unlink(p, &w);
 				p->released++;
 				weft__punlock(&p->lock);
-				return w_return(t, armed, v == W_ALERTED ? WEFT_WAIT_IO_COMPLETION : -ETIMEDOUT);
+				return w_return(t, armed,
+						v == W_ALERTED ? WEFT_WAIT_IO_COMPLETION : -ETIMEDOUT);
 			}
 			weft__punlock(&p->lock);
 			v = w_settle(&w);

@@ -44,8 +44,8 @@ struct weft_port {
 	struct weft__op *ops; /* in-flight list */
 	struct weft__device **devs;
 	uint32_t ndevs;
-	uint32_t io_started;  /* backend state and reaper exist (io lock; atomic for hints) */
-	void *bes;	      /* the backend's state */
+	uint32_t io_started; /* backend state and reaper exist (io lock; atomic for hints) */
+	void *bes;	     /* the backend's state */
 	pthread_t reaper;
 };
 

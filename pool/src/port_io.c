@@ -408,7 +408,8 @@ int weft_port_accept(weft_port *p, int fd, int *accepted, void *buf, uint32_t le
 	return op_submit(p, fd, ov, op);
 }
 
-int weft_port_connect(weft_port *p, int fd, const struct sockaddr *addr, socklen_t addrlen, weft_overlapped *ov)
+int weft_port_connect(weft_port *p, int fd, const struct sockaddr *addr, socklen_t addrlen,
+		      weft_overlapped *ov)
 {
 	if (!ov || !addr)
 		return -EINVAL;
@@ -433,8 +434,8 @@ int weft_port_send(weft_port *p, int fd, const void *buf, uint32_t len, weft_ove
 	return op_submit(p, fd, ov, op_init(ov, WEFT__OP_SEND, (void *)buf, len));
 }
 
-int weft_port_recvfrom(weft_port *p, int fd, void *buf, uint32_t len, struct sockaddr *from, socklen_t *fromlen,
-		       weft_overlapped *ov)
+int weft_port_recvfrom(weft_port *p, int fd, void *buf, uint32_t len, struct sockaddr *from,
+		       socklen_t *fromlen, weft_overlapped *ov)
 {
 	if (!ov || (!buf && len) || (from && !fromlen))
 		return -EINVAL;
@@ -444,8 +445,8 @@ int weft_port_recvfrom(weft_port *p, int fd, void *buf, uint32_t len, struct soc
 	return op_submit(p, fd, ov, op);
 }
 
-int weft_port_sendto(weft_port *p, int fd, const void *buf, uint32_t len, const struct sockaddr *to, socklen_t tolen,
-		     weft_overlapped *ov)
+int weft_port_sendto(weft_port *p, int fd, const void *buf, uint32_t len, const struct sockaddr *to,
+		     socklen_t tolen, weft_overlapped *ov)
 {
 	if (!ov || (!buf && len) || !to)
 		return -EINVAL;

@@ -55,8 +55,8 @@ static int listener(uint16_t *port)
 
 static struct sockaddr_in loop_addr(uint16_t port)
 {
-	return (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port),
-				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	return (struct sockaddr_in){
+	    .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 }
 
 /* A connected pair over loopback TCP, made with plain blocking calls. */
@@ -397,7 +397,7 @@ static void test_io_cancel(void **state)
 	expect(p, &ov[1], 3);
 	assert_int_equal(ov[1].status, -ECANCELED);
 	assert_int_equal(weft_port_cancel(p, a, &ov[1]), -ENOENT); /* completed already */
-	assert_int_equal(weft_port_cancel(p, a, NULL), 0);	    /* all the rest */
+	assert_int_equal(weft_port_cancel(p, a, NULL), 0);	   /* all the rest */
 	int seen[3] = {0};
 	for (int i = 0; i < 2; i++) {
 		weft_overlapped *got;
@@ -515,7 +515,8 @@ static void *race_sender(void *v)
 	uint32_t seen = 0;
 	for (;;) {
 		uint32_t g;
-		for (uint32_t spins = 0; (g = weft__load_acq(&r->go)) == seen && !weft__load_acq(&r->stop); spins++)
+		for (uint32_t spins = 0; (g = weft__load_acq(&r->go)) == seen && !weft__load_acq(&r->stop);
+		     spins++)
 			if (spins > 200)
 				sched_yield();
 		if (weft__load_acq(&r->stop))
@@ -700,10 +701,12 @@ static void test_io_recvfrom_sendto(void **state)
 	struct sockaddr_in from = {0};
 	socklen_t fromlen = sizeof from;
 	weft_overlapped rov = {0}, sov = {0};
-	assert_int_equal(weft_port_recvfrom(p, b, buf, sizeof buf, (struct sockaddr *)&from, &fromlen, &rov), 0);
+	assert_int_equal(weft_port_recvfrom(p, b, buf, sizeof buf, (struct sockaddr *)&from, &fromlen, &rov),
+			 0);
 	{
 		struct sockaddr_in to = ba; /* copied during the call */
-		assert_int_equal(weft_port_sendto(p, a, "dgram", 5, (struct sockaddr *)&to, sizeof to, &sov), 0);
+		assert_int_equal(weft_port_sendto(p, a, "dgram", 5, (struct sockaddr *)&to, sizeof to, &sov),
+				 0);
 		memset(&to, 0, sizeof to);
 	}
 	for (int i = 0; i < 2; i++) {
@@ -948,8 +951,10 @@ static void run_echo(uint32_t nconn, uint32_t nworkers, uint64_t bytes_each)
 		pthread_create(&th[i], NULL, echo_worker, p);
 	for (uint32_t k = 0; k < nconn; k++) {
 		struct conn *c = &cs[k];
-		assert_int_equal(weft_port_recv(p, c->srv, c->ctx[R_SRV].buf, ECHO_CHUNK, &c->ctx[R_SRV].ov), 0);
-		assert_int_equal(weft_port_recv(p, c->cli, c->ctx[R_RX].buf, ECHO_CHUNK, &c->ctx[R_RX].ov), 0);
+		assert_int_equal(weft_port_recv(p, c->srv, c->ctx[R_SRV].buf, ECHO_CHUNK, &c->ctx[R_SRV].ov),
+				 0);
+		assert_int_equal(weft_port_recv(p, c->cli, c->ctx[R_RX].buf, ECHO_CHUNK, &c->ctx[R_RX].ov),
+				 0);
 		echo_tx(c);
 	}
 	uint64_t t0 = weft_test_now_ns();
@@ -1074,28 +1079,28 @@ int main(void)
 	}
 	signal(SIGPIPE, SIG_IGN); /* sendfile cannot say MSG_NOSIGNAL */
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_io_file_read_write_offset),
-		cmocka_unit_test(test_io_bad_fd),
-		cmocka_unit_test(test_io_pipe_read_eof),
-		cmocka_unit_test(test_io_accept_connect_send_recv),
-		cmocka_unit_test(test_io_accept_first_bytes),
-		cmocka_unit_test(test_io_connect_refused),
-		cmocka_unit_test(test_io_peer_reset),
-		cmocka_unit_test(test_io_send_all_bytes),
-		cmocka_unit_test(test_io_cancel),
-		cmocka_unit_test(test_io_close_fd_completes_pending),
-		cmocka_unit_test(test_io_port_close_completes_pending),
-		cmocka_unit_test(test_io_fd_number_reused),
-		cmocka_unit_test(test_io_second_stage_from_any_thread),
-		cmocka_unit_test(test_io_cancel_races_completion),
-		cmocka_unit_test(test_io_port_close_many_in_flight),
-		cmocka_unit_test(test_io_recvfrom_sendto),
-		cmocka_unit_test(test_io_completion_burst),
-		cmocka_unit_test(test_io_sendfile),
-		cmocka_unit_test(test_io_tcp_echo_100mb),
-		cmocka_unit_test(test_io_tcp_echo_many_connections),
-		cmocka_unit_test(test_io_op_outlives_its_thread),
-		cmocka_unit_test(test_io_file_read_uncached),
+	    cmocka_unit_test(test_io_file_read_write_offset),
+	    cmocka_unit_test(test_io_bad_fd),
+	    cmocka_unit_test(test_io_pipe_read_eof),
+	    cmocka_unit_test(test_io_accept_connect_send_recv),
+	    cmocka_unit_test(test_io_accept_first_bytes),
+	    cmocka_unit_test(test_io_connect_refused),
+	    cmocka_unit_test(test_io_peer_reset),
+	    cmocka_unit_test(test_io_send_all_bytes),
+	    cmocka_unit_test(test_io_cancel),
+	    cmocka_unit_test(test_io_close_fd_completes_pending),
+	    cmocka_unit_test(test_io_port_close_completes_pending),
+	    cmocka_unit_test(test_io_fd_number_reused),
+	    cmocka_unit_test(test_io_second_stage_from_any_thread),
+	    cmocka_unit_test(test_io_cancel_races_completion),
+	    cmocka_unit_test(test_io_port_close_many_in_flight),
+	    cmocka_unit_test(test_io_recvfrom_sendto),
+	    cmocka_unit_test(test_io_completion_burst),
+	    cmocka_unit_test(test_io_sendfile),
+	    cmocka_unit_test(test_io_tcp_echo_100mb),
+	    cmocka_unit_test(test_io_tcp_echo_many_connections),
+	    cmocka_unit_test(test_io_op_outlives_its_thread),
+	    cmocka_unit_test(test_io_file_read_uncached),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

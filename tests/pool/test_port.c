@@ -414,9 +414,9 @@ static void test_port_million_packets_once(void **state)
 
 struct storm {
 	weft_port *p;
-	uint64_t posted;	   /* producer: posts that succeeded */
-	uint64_t taken[4];	   /* consumers (atomic: main polls) */
-	uint32_t started;	   /* atomic: consumers that made their first get */
+	uint64_t posted;   /* producer: posts that succeeded */
+	uint64_t taken[4]; /* consumers (atomic: main polls) */
+	uint32_t started;  /* atomic: consumers that made their first get */
 	int last_rc[4];
 };
 struct storm_arg {
@@ -569,18 +569,18 @@ int main(void)
 		return 77;
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_port_backend_named),
-		cmocka_unit_test(test_port_post_get_fields),
-		cmocka_unit_test(test_port_timeout),
-		cmocka_unit_test(test_port_lifo_order),
-		cmocka_unit_test(test_port_concurrency_limit),
-		cmocka_unit_test(test_port_blocked_thread_pauses),
-		cmocka_unit_test(test_port_running_thread_holds_slot),
-		cmocka_unit_test(test_port_close_wakes_all),
-		cmocka_unit_test(test_port_close_drains),
-		cmocka_unit_test(test_port_million_packets_once),
-		cmocka_unit_test(test_port_alertable_runs_apcs),
-		cmocka_unit_test(test_port_close_under_traffic),
+	    cmocka_unit_test(test_port_backend_named),
+	    cmocka_unit_test(test_port_post_get_fields),
+	    cmocka_unit_test(test_port_timeout),
+	    cmocka_unit_test(test_port_lifo_order),
+	    cmocka_unit_test(test_port_concurrency_limit),
+	    cmocka_unit_test(test_port_blocked_thread_pauses),
+	    cmocka_unit_test(test_port_running_thread_holds_slot),
+	    cmocka_unit_test(test_port_close_wakes_all),
+	    cmocka_unit_test(test_port_close_drains),
+	    cmocka_unit_test(test_port_million_packets_once),
+	    cmocka_unit_test(test_port_alertable_runs_apcs),
+	    cmocka_unit_test(test_port_close_under_traffic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
