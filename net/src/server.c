@@ -103,7 +103,7 @@ static uint64_t now_ns(void)
 
 static inline void count(uint64_t *c, int64_t d)
 {
-	/* relaxed: a statistic, or (active) polled with its own acquire in wait_active */
+	/* relaxed: a statistic, or (active) polled with its own acquire in wait_zero */
 	weft__fadd_rlx(c, (uint64_t)d);
 }
 
@@ -188,7 +188,7 @@ static void conn_final(struct weft_conn *c)
 	weft_cs_destroy(&c->lock);
 	free(c);
 	count(&s->closed, 1);
-	/* release: pairs with the acquire load in wait_active(); everything this thread did
+	/* release: pairs with the acquire load in wait_zero(); everything this thread did
 	 * for the connection happened before the stopping thread sees the count drop */
 	weft__fsub_rel(&s->active, 1);
 }
