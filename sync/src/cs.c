@@ -2,7 +2,7 @@
  * asymmetric-fence unlock.
  *
  * enter: one CAS of locked 0 -> 1. leave: a plain release store of 0 followed by a load of
- * sleepers, no locked instruction. That store/load pair races with a waiter that announces
+ * the sleepers count, no locked instruction. That store/load pair races with a waiter that announces
  * itself (sleepers++) and then re-checks locked before sleeping - the Dekker pattern, which
  * needs a full fence on both sides. The waiter, which is about to sleep anyway, pays for
  * both: it issues membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which executes a full
@@ -18,6 +18,25 @@
 #include "atomic.h"
 #include "cs_impl.h"
 #include "futex.h"
+
+/* Sleeper counts live in global buckets keyed by the section's address, never in the
+ * section: leave reads the count after it released the section, and by then another
+ * thread may have entered, left and freed it (destroying a section right after its last
+ * leave returns is legal). After the release, leave touches only its bucket and, when
+ * someone sleeps, issues a futex wake on the section's address (a system call on a freed
+ * address is harmless; at worst it wakes a waiter of a reused address, and every weft
+ * waiter re-checks). Sections that share a bucket only cost each other spurious wakes. */
+#define CS_BUCKETS 256
+struct cs_bucket {
+	uint32_t sleepers;
+} WEFT_CACHE_ALIGNED;
+static struct cs_bucket cs_buckets[CS_BUCKETS];
+
+static inline uint32_t *cs_sleepers(const struct cs_impl *c)
+{
+	uintptr_t a = (uintptr_t)c / WEFT_CACHE_LINE;
+	return &cs_buckets[(a ^ (a >> 8)) % CS_BUCKETS].sleepers;
+}
 
 enum { MODE_UNKNOWN, MODE_FENCED, MODE_ASYM };
 static uint32_t cs_mode = MODE_UNKNOWN;
@@ -108,17 +127,17 @@ static void cs_sleep_until_taken(struct cs_impl *c)
 		if (cs_try_take(c))
 			return;
 		/* seq_cst: announce before re-checking locked (see the top of the file). */
-		__atomic_fetch_add(&c->sleepers, 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(cs_sleepers(c), 1, __ATOMIC_SEQ_CST);
 		cs_waiter_barrier(mode);
 		if (cs_try_take(c)) {
-			__atomic_fetch_sub(&c->sleepers, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_sub(cs_sleepers(c), 1, __ATOMIC_RELAXED);
 			return;
 		}
 		weft__fadd_rlx(&c->sleeps, 1u);
 		weft__block_begin();
 		weft__futex_wait(&c->locked, 1u, NULL);
 		weft__block_end();
-		__atomic_fetch_sub(&c->sleepers, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_sub(cs_sleepers(c), 1, __ATOMIC_RELAXED);
 	}
 }
 
@@ -192,13 +211,15 @@ static _Noreturn void cs_foreign_leave(struct cs_impl *c, uint32_t me)
 		  (void *)c, c->name ? c->name : "", me, owner ? "thread " : "none, ", owner);
 }
 
-static void cs_leave_slow(struct cs_impl *c, bool requeued)
+/* After the release: c may be freed already, so only futex wakes on its addresses and
+ * the bucket count are used (see cs_buckets). */
+static void cs_leave_slow(struct cs_impl *c, uint32_t *sleepers, bool requeued)
 {
 	/* A requeued thread gets the turn; if it already left (timed out), the turn goes
 	 * to a sleeper on locked, so no sleeper misses this leave. */
 	if (requeued && weft__futex_wake(&c->rq, 1) > 0)
 		return;
-	if (__atomic_load_n(&c->sleepers, __ATOMIC_SEQ_CST) != 0)
+	if (__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) != 0)
 		weft__futex_wake(&c->locked, 1);
 }
 
@@ -216,6 +237,7 @@ void weft_cs_leave(weft_cs *cs)
 	bool requeued = c->requeued != 0;
 	if (__builtin_expect(requeued, 0))
 		c->requeued--;
+	uint32_t *sleepers = cs_sleepers(c);
 	/* relaxed: the mode only tells which fence discipline waiters follow; it moves
 	 * once, from UNKNOWN (treated as FENCED) to its final value. */
 	if (__builtin_expect(weft__load_rlx(&cs_mode) == MODE_ASYM, 1)) {
@@ -228,6 +250,7 @@ void weft_cs_leave(weft_cs *cs)
 		/* seq_cst: pairs with the seq_cst announcement in cs_sleep_until_taken(). */
 		__atomic_exchange_n(&c->locked, 0u, __ATOMIC_SEQ_CST);
 	}
-	if (__builtin_expect(requeued || __atomic_load_n(&c->sleepers, __ATOMIC_SEQ_CST) != 0, 0))
-		cs_leave_slow(c, requeued);
+	/* From here on c may be freed: only the bucket and futex wakes (see cs_buckets). */
+	if (__builtin_expect(requeued || __atomic_load_n(sleepers, __ATOMIC_SEQ_CST) != 0, 0))
+		cs_leave_slow(c, sleepers, requeued);
 }

@@ -10,7 +10,10 @@
  * section, so relaxed accesses suffice.
  * recursion, requeued: touched only by the holder. requeued counts threads a
  * condition variable's wake_all moved onto the rq futex word; each leave wakes one.
- * sleepers: threads announced asleep (or about to sleep) on locked.
+ * The count of threads asleep (or about to sleep) on locked is not here but in a global
+ * bucket keyed by the section's address (cs.c): leave reads it after releasing the
+ * section, when the section's memory may already belong to a thread that entered, left
+ * and freed it.
  * Stats are relaxed counters bumped on the slow path only. */
 struct cs_impl {
 	uint32_t locked;
@@ -20,7 +23,7 @@ struct cs_impl {
 	uint32_t rq;
 	const char *name;
 	uint64_t contentions, sleeps, spins_won;
-	uint32_t sleepers;
+	uint32_t reserved;
 	uint32_t requeued;
 };
 _Static_assert(sizeof(struct cs_impl) == sizeof(weft_cs), "cs layout");

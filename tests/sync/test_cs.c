@@ -1,6 +1,7 @@
 /* Critical section: recursion, try semantics across threads, misuse detection, stats. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,6 +167,67 @@ static void test_cs_stats(void **state)
 	assert_int_equal(weft_cs_set_spin_count(&cs, 0), 50);
 }
 
+/* The refcounted-object pattern: whoever drops the last reference frees the object
+ * (and its section) right after its own leave returns, while the other thread may still
+ * be inside its leave. leave must not touch the section after releasing it: ASan
+ * reports any such use after free. */
+struct shared_obj {
+	weft_cs cs;
+	int refs;
+};
+
+struct drop_arg {
+	struct shared_obj *volatile *slot;
+	pthread_barrier_t *go;
+	unsigned rounds;
+};
+
+static void drop_ref(struct shared_obj *o)
+{
+	weft_cs_enter(&o->cs);
+	bool last = --o->refs == 0;
+	weft_cs_leave(&o->cs);
+	if (last) {
+		weft_cs_destroy(&o->cs);
+		free(o);
+	}
+}
+
+static void *dropper(void *arg)
+{
+	struct drop_arg *a = arg;
+	for (unsigned i = 0; i < a->rounds; i++) {
+		pthread_barrier_wait(a->go);
+		drop_ref(*a->slot);
+		pthread_barrier_wait(a->go);
+	}
+	return NULL;
+}
+
+static void test_cs_free_after_last_leave(void **state)
+{
+	(void)state;
+	static struct shared_obj *volatile slot;
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, 3);
+	struct drop_arg a = { &slot, &go, (unsigned)weft_test_iters(20000) };
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, dropper, &a);
+	for (unsigned i = 0; i < a.rounds; i++) {
+		struct shared_obj *o = NULL;
+		assert_int_equal(posix_memalign((void **)&o, 64, sizeof *o), 0);
+		weft_cs_init(&o->cs, i % 2 ? 0 : 100); /* half the rounds sleep at once */
+		o->refs = 2;
+		slot = o;
+		pthread_barrier_wait(&go); /* both drop their reference */
+		pthread_barrier_wait(&go); /* both done; the last one freed it */
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -173,6 +235,7 @@ int main(void)
 		cmocka_unit_test(test_cs_try_while_recursive),
 		cmocka_unit_test(test_cs_misuse_detected),
 		cmocka_unit_test(test_cs_stats),
+		cmocka_unit_test(test_cs_free_after_last_leave),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
