@@ -9,8 +9,14 @@
  * GATE_QUANTUM hand-offs regardless, so parked threads take turns in the long run while
  * the lock mostly circulates among threads that are on a CPU.
  *
- * seq is the futex word (bumped per admission), waiters counts parked threads,
- * handoffs is touched only by the lock holder (ordered by the lock itself). */
+ * Lifetime: unlock runs its gate bookkeeping after the hand-off, when the lock's memory
+ * may already belong to a thread that took it, released it and freed it. So the words an
+ * unlock touches after releasing - the gate's futex word and waiter count, and the ticket
+ * lock's count of parked waiters - live in global buckets keyed by the lock's address,
+ * never in the lock; after the release an unlock only reads and writes its bucket and
+ * issues futex wakes (a wake on a freed address is harmless). Locks sharing a bucket only
+ * cost each other spurious wakes and admissions. The quantum counter stays in the lock:
+ * only the holder touches it, before releasing. */
 #ifndef WEFT_GATE_H
 #define WEFT_GATE_H
 
@@ -19,12 +25,21 @@
 #include "internal.h"
 
 #define GATE_QUANTUM 512u
+#define GATE_BUCKETS 256
 
 struct gate {
-	uint32_t seq;
-	uint32_t waiters;
-	uint32_t handoffs;
-};
+	uint32_t seq;     /* futex word, bumped per admission */
+	uint32_t waiters; /* threads parked at the gate */
+	uint32_t parked;  /* ticket lock: waiters parked on their position */
+} WEFT_CACHE_ALIGNED;
+
+extern WEFT_INTERNAL struct gate weft__gate_buckets[GATE_BUCKETS];
+
+static inline struct gate *gate_bucket(const void *lock)
+{
+	uintptr_t a = (uintptr_t)lock / WEFT_CACHE_LINE;
+	return &weft__gate_buckets[(a ^ (a >> 8)) % GATE_BUCKETS];
+}
 
 /* The queue length (holder included) from which arrivals park at the gate. */
 static inline uint32_t gate_limit(void)
@@ -53,12 +68,13 @@ static inline bool gate_wait(struct gate *g, bool (*full)(void *lock), void *loc
 	return slept;
 }
 
-/* Called by the holder at unlock while it still holds the lock: true once per quantum. */
-static inline bool gate_quantum_over(struct gate *g)
+/* Called by the holder at unlock while it still holds the lock: true once per quantum.
+ * handoffs is a field of the lock, touched only by its holder. */
+static inline bool gate_quantum_over(uint32_t *handoffs)
 {
-	if (++g->handoffs < GATE_QUANTUM)
+	if (++*handoffs < GATE_QUANTUM)
 		return false;
-	g->handoffs = 0;
+	*handoffs = 0;
 	return true;
 }
 

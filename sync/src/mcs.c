@@ -21,11 +21,11 @@ _Static_assert(sizeof(struct mcs_node) <= sizeof(weft_mcs_node), "mcs node fits"
 
 #define SPIN_LIMIT 400 /* ~10 us of PAUSE; a futex wake-up costs 10-25 us */
 
-/* The lock line: _private[0] the tail, then the admission gate (gate.h), then the count
- * of queued waiters (not the holder), kept only on the contended path. */
+/* The lock line: the tail, the gate quantum counter (gate.h), then the count of queued
+ * waiters (not the holder), kept only on the contended path. */
 struct mcs_lock {
 	struct mcs_node *tail;
-	struct gate gate;
+	uint32_t handoffs; /* gate quantum counter, touched by the holder only */
 	uint32_t queued;
 };
 _Static_assert(sizeof(struct mcs_lock) <= sizeof(weft_mcslock), "mcs lock fits");
@@ -83,7 +83,7 @@ void weft_mcs_lock(weft_mcslock *m, weft_mcs_node *node)
 	/* relaxed: a hint to divert to the gate; the queue itself orders everything. */
 	if (__builtin_expect(weft__load_rlx(&l->tail) != NULL, 0))
 		while (mcs_full(l))
-			if (gate_wait(&l->gate, mcs_full, l))
+			if (gate_wait(gate_bucket(l), mcs_full, l))
 				break; /* admitted: join even if the queue is long */
 	me->next = NULL;
 	weft__store_rlx(&me->state, 1u);
@@ -113,7 +113,8 @@ void weft_mcs_unlock(weft_mcslock *m, weft_mcs_node *node)
 	struct mcs_node *me = (struct mcs_node *)node;
 	/* acquire: pairs with the successor's release store of our next. */
 	struct mcs_lock *l = lock_of(m);
-	bool quantum = gate_quantum_over(&l->gate);
+	bool quantum = gate_quantum_over(&l->handoffs);
+	struct gate *g = gate_bucket(l);
 	struct mcs_node *succ = weft__load_acq(&me->next);
 	if (succ == NULL) {
 		struct mcs_node *expected = me;
@@ -121,7 +122,7 @@ void weft_mcs_unlock(weft_mcslock *m, weft_mcs_node *node)
 		 * locker's exchange, and orders the empty queue before the gate's waiters load. */
 		if (__atomic_compare_exchange_n(tail(m), &expected, NULL, false, __ATOMIC_SEQ_CST,
 						__ATOMIC_RELAXED)) {
-			gate_after_handoff(&l->gate, true, quantum);
+			gate_after_handoff(g, true, quantum); /* l may be freed: bucket only */
 			return;
 		}
 		/* A successor swapped the tail but has not linked itself yet; it runs the two
@@ -144,5 +145,5 @@ void weft_mcs_unlock(weft_mcslock *m, weft_mcs_node *node)
 	__atomic_fetch_sub(&l->queued, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_exchange_n(&succ->state, 0u, __ATOMIC_SEQ_CST) == 2)
 		weft__futex_wake(&succ->state, 1);
-	gate_after_handoff(&l->gate, false, quantum);
+	gate_after_handoff(g, false, quantum); /* l may be freed: bucket only */
 }

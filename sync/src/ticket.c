@@ -17,14 +17,10 @@
 
 #define NEXT 0
 #define SERVING 1
-#define PARKED 2
-#define GATE 4 /* words 4..6: struct gate */
+#define HANDOFFS 2 /* gate quantum counter, touched by the holder only */
 #define SPIN_LIMIT 400 /* ~10 us of PAUSE; a futex wake-up costs 10-25 us */
 
-static inline struct gate *gate_of(weft_ticketlock *t)
-{
-	return (struct gate *)(void *)&t->_private[GATE];
-}
+struct gate weft__gate_buckets[GATE_BUCKETS];
 
 /* The queue (holder + ticket holders) is as long as the gate allows. */
 static bool ticket_full(void *lock)
@@ -59,18 +55,18 @@ static void ticket_wait(weft_ticketlock *t, uint32_t me)
 		/* Announce before re-checking serving inside futex_wait, so the unlocker that
 		 * moves serving after this increment sees parked != 0 and wakes us (seq_cst
 		 * read-modify-write here and in unlock order the two). */
-		__atomic_fetch_add(&t->_private[PARKED], 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&gate_bucket(t)->parked, 1, __ATOMIC_SEQ_CST);
 		weft__block_begin();
 		weft__futex_wait_bits(serving, s, NULL, bit);
 		weft__block_end();
-		weft__fsub_rel(&t->_private[PARKED], 1u);
+		weft__fsub_rel(&gate_bucket(t)->parked, 1u);
 	}
 }
 
 static void ticket_lock_slow(weft_ticketlock *t)
 {
 	while (ticket_full(t))
-		if (gate_wait(gate_of(t), ticket_full, t))
+		if (gate_wait(gate_bucket(t), ticket_full, t))
 			break; /* admitted: join the queue even if it is long */
 	uint32_t me = weft__fadd_acq(&t->_private[NEXT], 1u);
 	if (weft__load_acq(&t->_private[SERVING]) != me)
@@ -103,11 +99,16 @@ bool weft_ticket_trylock(weft_ticketlock *t)
 
 void weft_ticket_unlock(weft_ticketlock *t)
 {
+	bool quantum = gate_quantum_over(&t->_private[HANDOFFS]);
+	/* relaxed snapshot, taken while we hold the lock: "nobody else queued". An arrival
+	 * after it only makes the gate admit one thread early (the gate's cap is soft). */
+	bool alone = weft__load_rlx(&t->_private[NEXT]) == weft__load_rlx(&t->_private[SERVING]) + 1;
+	struct gate *g = gate_bucket(t);
 	/* seq_cst: releases the critical section and is ordered before the parked read,
-	 * pairing with the seq_cst increment of parked in ticket_wait(). */
-	bool quantum = gate_quantum_over(gate_of(t));
+	 * pairing with the seq_cst increment of parked in ticket_wait(). From here on t may
+	 * be freed: only the bucket and a futex wake on t's address (see gate.h). */
 	uint32_t s = __atomic_add_fetch(&t->_private[SERVING], 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&t->_private[PARKED], __ATOMIC_SEQ_CST) != 0)
+	if (__atomic_load_n(&g->parked, __ATOMIC_SEQ_CST) != 0)
 		weft__futex_wake_bits(&t->_private[SERVING], INT_MAX, 1u << (s % 32));
-	gate_after_handoff(gate_of(t), weft__load_rlx(&t->_private[NEXT]) == s, quantum);
+	gate_after_handoff(g, alone, quantum);
 }

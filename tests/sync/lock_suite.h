@@ -108,4 +108,52 @@ static inline void lock_suite_try(const struct lock_ops *ops)
 	ops->destroy(l);
 }
 
+/* The refcounted-object pattern: two threads drop a reference under the lock, and the
+ * one that drops the last frees the lock right after its own unlock returns - while the
+ * other may still be inside its unlock. An unlock that touches the lock after releasing
+ * it is a use after free (ASan) or a race with the free (TSan). */
+struct free_race {
+	const struct lock_ops *ops;
+	void *volatile lock;
+	int refs;
+	pthread_barrier_t go;
+	unsigned rounds;
+};
+
+static void *free_race_thread(void *arg)
+{
+	struct free_race *r = arg;
+	_Alignas(64) char ctx[64];
+	for (unsigned i = 0; i < r->rounds; i++) {
+		pthread_barrier_wait(&r->go);
+		void *l = r->lock;
+		r->ops->lock(l, ctx);
+		bool last = --r->refs == 0;
+		r->ops->unlock(l, ctx);
+		if (last)
+			r->ops->destroy(l);
+		pthread_barrier_wait(&r->go);
+	}
+	return NULL;
+}
+
+static inline void lock_suite_free_after_unlock(const struct lock_ops *ops, unsigned rounds)
+{
+	static struct free_race r;
+	r = (struct free_race){ .ops = ops, .rounds = rounds };
+	pthread_barrier_init(&r.go, NULL, 3);
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, free_race_thread, &r);
+	for (unsigned i = 0; i < rounds; i++) {
+		r.lock = ops->create();
+		r.refs = 2;
+		pthread_barrier_wait(&r.go);
+		pthread_barrier_wait(&r.go);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&r.go);
+}
+
 #endif

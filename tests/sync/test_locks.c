@@ -129,11 +129,19 @@ static void test_locks_static_init(void **state)
 	assert_int_equal((uintptr_t)&cs % 64, 0);
 }
 
+static void test_locks_free_after_last_unlock(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof LOCKS / sizeof LOCKS[0]; i++)
+		lock_suite_free_after_unlock(&LOCKS[i], (unsigned)weft_test_iters(4000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_locks_static_init),
 		cmocka_unit_test(test_locks_try),
+		cmocka_unit_test(test_locks_free_after_last_unlock),
 		cmocka_unit_test(test_locks_counter_2),
 		cmocka_unit_test(test_locks_counter_4),
 		cmocka_unit_test(test_locks_counter_8),
