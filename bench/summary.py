@@ -39,7 +39,7 @@ RANKING = [
 ]
 
 
-KNOWN = ("lock", "wstarve", "pingpong", "idle", "shim")
+KNOWN = ("lock", "wstarve", "pingpong", "pingpong_pinned", "idle", "shim")
 META = ("real_time", "process_time", "threads:", "iterations:", "min_time:",
         "min_warmup_time:", "repeats:", "manual_time")
 
@@ -270,19 +270,26 @@ class Summary:
         self.line("## Hand-offs (`pingpong/*`, `idle/*`)")
         self.line()
         self.line("Round trip between two threads; CPU us per round trip is the whole process "
-                  "(both threads); cpu/wall 2.0 means both threads busy all the time. idle CPU is "
-                  "what a waiter burns per 5 ms idle period before its wake-up.")
+                  "(both threads); cpu/wall 2.0 means both threads busy all the time; 'vs "
+                  "pthread_cond' is the speed-up. pinned: the two threads pinned to CPUs 0 and 1 "
+                  "(unpinned, the scheduler may run both on one CPU). idle CPU is what a waiter "
+                  "burns per 5 ms idle period before its wake-up.")
         self.line()
         ref = self.get(fam, "pthread_cond", 1, "rt_us")
+        pref = self.get("pingpong_pinned", "pthread_cond", 1, "rt_us")
         rows = []
         for i in self.impls(fam):
             rt = self.get(fam, i, 1, "rt_us")
+            prt = self.get("pingpong_pinned", i, 1, "rt_us")
             rows.append([i, fmt(rt), fmt(self.get(fam, i, 1, "cpu_us_rt")),
                          fmt(self.get(fam, i, 1, "cpu_per_wall"), 2),
-                         fmt(self.get("idle", i, 1, "cpu_us_idle")),
-                         fmt(self.ratio(ref, rt), 2) if ref else "–"])
-        self.table(["impl", "round trip us", "CPU us / rt", "cpu/wall", "idle CPU us / 5 ms",
-                    "speed-up vs pthread_cond"], rows)
+                         fmt(self.ratio(ref, rt), 2) if ref else "–",
+                         fmt(prt), fmt(self.get("pingpong_pinned", i, 1, "cpu_us_rt")),
+                         fmt(self.ratio(pref, prt), 2) if pref else "–",
+                         fmt(self.get("idle", i, 1, "cpu_us_idle"))])
+        self.table(["impl", "round trip us", "CPU us / rt", "cpu/wall", "vs pthread_cond",
+                    "pinned: rt us", "pinned: CPU us / rt", "pinned: vs pthread_cond",
+                    "idle CPU us / 5 ms"], rows)
 
     def goals_section(self):
         g = lambda f, i, t, m="ns_op": self.get(f, i, t, m)
@@ -329,6 +336,13 @@ class Summary:
         sp = r(ref, rt)
         add("weft_cond >= 20x faster than pthread_cond", fmt(sp, 1) + "x" if sp else "–",
             None if sp is None else sp >= 20)
+        prt = g("pingpong_pinned", "weft_cond", 1, "rt_us")
+        psp = r(g("pingpong_pinned", "pthread_cond", 1, "rt_us"), prt)
+        if prt is not None:
+            add("... the same, threads pinned to two CPUs: round trip <= 1 us",
+                f"{fmt(prt)} us", le(prt, 1.0))
+            add("... the same, pinned: >= 20x pthread_cond", fmt(psp, 1) + "x" if psp else "–",
+                None if psp is None else psp >= 20)
         idle = g("idle", "weft_cond", 1, "cpu_us_idle")
         add("weft_cond idle waiter burns no CPU after a short spin (< 500 us per 5 ms idle)",
             f"{fmt(idle)} us" if idle is not None else "–", le(idle, 500))

@@ -11,13 +11,20 @@
  * helper is an idle waiter; cpu_us_idle is the CPU burned per idle period (an idle waiter
  * that sleeps after a short bounded spin burns ~ the spin, one that spins burns 5000 us).
  *
+ * pingpong_pinned/<impl>: the same with the benchmark thread pinned to CPU 0 and the
+ * helper to CPU 1. Unpinned, the scheduler often wakes the partner on the waker's own CPU
+ * (wake-affine), and then a spinning waiter only delays the thread it waits for; pinned
+ * shows the cross-CPU hand-off itself. Both are reported, for every implementation alike.
+ *
  * A channel is a binary mailbox: signal sets it (waking a sleeper), wait takes it. Every
  * implementation provides the same two operations.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <weft/sync.h>
 #if __has_include(<weft/waitable.h>)
@@ -56,6 +63,7 @@ typedef struct chan_ops {
 
 typedef struct pp_run {
 	const chan_ops *ops;
+	bool pinned; /* helper on CPU 1, benchmark thread on CPU 0 */
 	WEFT_CACHE_ALIGNED unsigned char chan[2][CHAN_STORAGE];
 	WEFT_CACHE_ALIGNED int stop;
 	pthread_t helper;
@@ -263,7 +271,16 @@ static void pp_setup(weft_bench_state *st, void *ctx)
 	r->stop = 0;
 	r->ops->init(r->chan[0]);
 	r->ops->init(r->chan[1]);
-	pthread_create(&r->helper, NULL, pong, r);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	if (r->pinned) {
+		cpu_set_t one;
+		CPU_ZERO(&one);
+		CPU_SET(1, &one);
+		pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+	}
+	pthread_create(&r->helper, &attr, pong, r);
+	pthread_attr_destroy(&attr);
 }
 
 static void pp_teardown(weft_bench_state *st, void *ctx)
@@ -282,6 +299,13 @@ static void pp_teardown(weft_bench_state *st, void *ctx)
 static void bm_pingpong(weft_bench_state *st, void *ctx)
 {
 	pp_run *r = ctx;
+	cpu_set_t saved, zero;
+	bool pinned = r->pinned && pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0;
+	if (pinned) {
+		CPU_ZERO(&zero);
+		CPU_SET(0, &zero);
+		pthread_setaffinity_np(pthread_self(), sizeof zero, &zero);
+	}
 	uint64_t trips = 0;
 	uint64_t cpu0 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
 	uint64_t wall0 = bench_now_ns(CLOCK_MONOTONIC);
@@ -296,6 +320,8 @@ static void bm_pingpong(weft_bench_state *st, void *ctx)
 	weft_bench_counter(st, "cpu_us_rt", cpu / 1e3 / (double)(trips ? trips : 1), WEFT_BENCH_PLAIN);
 	weft_bench_counter(st, "cpu_per_wall", wall > 0 ? cpu / wall : 0, WEFT_BENCH_PLAIN);
 	weft_bench_set_items(st, (int64_t)trips);
+	if (pinned) /* the library runs the next benchmark on this thread: give its CPUs back */
+		pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
 }
 
 static void bm_idle(weft_bench_state *st, void *ctx)
@@ -317,7 +343,8 @@ static void bm_idle(weft_bench_state *st, void *ctx)
 
 void bench_handoff_register(void)
 {
-	static pp_run pp_runs[NCHANS], idle_runs[NCHANS];
+	static pp_run pp_runs[NCHANS], idle_runs[NCHANS], pinned_runs[NCHANS];
+	const bool two_cpus = sysconf(_SC_NPROCESSORS_ONLN) >= 2;
 	for (size_t i = 0; i < NCHANS; i++) {
 		if (!chans[i].available()) {
 			printf("weft-bench: pingpong/%s not built yet, rows skipped\n", chans[i].name);
@@ -330,6 +357,15 @@ void bench_handoff_register(void)
 			.real_time = true, .process_cpu_time = true,
 			.warmup_time = bench_quick ? 0.0 : 0.05,
 			.setup = pp_setup, .teardown = pp_teardown, .ctx = &pp_runs[i]});
+		if (two_cpus) {
+			pinned_runs[i].ops = &chans[i];
+			pinned_runs[i].pinned = true;
+			snprintf(name, sizeof name, "pingpong_pinned/%s", chans[i].name);
+			weft_bench_register(name, bm_pingpong, &(weft_bench_opts){
+				.real_time = true, .process_cpu_time = true,
+				.warmup_time = bench_quick ? 0.0 : 0.05,
+				.setup = pp_setup, .teardown = pp_teardown, .ctx = &pinned_runs[i]});
+		}
 		snprintf(name, sizeof name, "idle/%s", chans[i].name);
 		weft_bench_register(name, bm_idle, &(weft_bench_opts){
 			.iterations = bench_quick ? 4 : 20, .real_time = true, .process_cpu_time = true,
