@@ -11,10 +11,12 @@
 
 #include <weft/net.h>
 
+#include "http_server.h"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: weft-server --mode echo|udp-echo [options]\n"
+		"usage: weft-server --mode echo|udp-echo|http [options]\n"
 		"\n"
 		"Serves TCP on the weft completion port: a listener keeps --accepts accepts posted,\n"
 		"--threads port threads run every completion, and each connection has one receive\n"
@@ -25,10 +27,23 @@ static void usage(FILE *f)
 		"  udp-echo             UDP echo: every datagram is sent back to its sender\n"
 		"                       (--accepts, --max-conns, --send-queue and --shutdown-ms\n"
 		"                       do not apply; --buf-size is the largest datagram).\n"
-		"                       (http is described in issue 7; not built yet)\n"
+		"  http                 HTTP/1.1 file server of --root DIR: GET and HEAD of regular\n"
+		"                       files beneath it (Content-Length, Last-Modified, Content-Type,\n"
+		"                       single Range requests, keep-alive, pipelining), PUT uploads\n"
+		"                       (written to a temporary file, renamed in only when complete:\n"
+		"                       201 new, 204 replaced; 411 without Content-Length, 413 over\n"
+		"                       --max-upload), and GET /stats (JSON counters). Files are opened\n"
+		"                       beneath the root (openat2 RESOLVE_BENEATH): '..', encoded dots\n"
+		"                       and symlinks out of it give 403/404. Malformed requests get\n"
+		"                       400 and are closed; heads over 8 KiB 431; other methods 405/501.\n"
 		"\n"
 		"options:\n"
-		"  --mode MODE          what to serve (required): echo or udp-echo\n"
+		"  --mode MODE          what to serve (required): echo, udp-echo or http\n"
+		"  --root DIR           http: the directory served (required for http)\n"
+		"  --max-upload BYTES   http: largest PUT body (default 1073741824)\n"
+		"  --header-timeout-ms MS  http: close a connection idle this long, so a client that\n"
+		"                       never finishes its head does not hold one (default 10000)\n"
+		"  --access-log         http: one line per request on stderr\n"
 		"  --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:8080; port 0: any)\n"
 		"  --threads N          port threads (default: number of CPUs)\n"
 		"  --backend B          uring or epoll (default: uring where the kernel allows it)\n"
@@ -104,7 +119,8 @@ static bool parse_u32(const char *s, uint32_t *out)
 
 int main(int argc, char **argv)
 {
-	enum { O_MODE = 1, O_LISTEN, O_THREADS, O_BACKEND, O_ACCEPTS, O_MAXCONNS, O_BUF, O_SQ, O_SHUT, O_HELP };
+	enum { O_MODE = 1, O_LISTEN, O_THREADS, O_BACKEND, O_ACCEPTS, O_MAXCONNS, O_BUF, O_SQ, O_SHUT, O_HELP,
+	       O_ROOT, O_MAXUP, O_HTO, O_ALOG };
 	static const struct option opts[] = {
 		{ "mode", required_argument, NULL, O_MODE },
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -116,9 +132,17 @@ int main(int argc, char **argv)
 		{ "send-queue", required_argument, NULL, O_SQ },
 		{ "shutdown-ms", required_argument, NULL, O_SHUT },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "root", required_argument, NULL, O_ROOT },
+		{ "max-upload", required_argument, NULL, O_MAXUP },
+		{ "header-timeout-ms", required_argument, NULL, O_HTO },
+		{ "access-log", no_argument, NULL, O_ALOG },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *mode = NULL, *backend = NULL;
+	const char *mode = NULL, *backend = NULL, *root = NULL;
+	unsigned long long max_upload = 0;
+	uint32_t header_timeout_ms = 0;
+	bool access_log = false;
+	char *end = NULL;
 	uint32_t shutdown_ms = 5000;
 	weft_server_config cfg = { .listen = "127.0.0.1:8080" };
 	int o;
@@ -135,6 +159,14 @@ int main(int argc, char **argv)
 		case O_SQ: ok &= parse_u32(optarg, &cfg.send_queue_max); break;
 		case O_SHUT: ok &= parse_u32(optarg, &shutdown_ms); break;
 		case O_HELP: usage(stdout); return 0;
+		case O_ROOT: root = optarg; break;
+		case O_MAXUP:
+			errno = 0;
+			max_upload = strtoull(optarg, &end, 10);
+			ok &= *optarg != '\0' && *optarg != '-' && *end == '\0' && errno == 0 && max_upload > 0;
+			break;
+		case O_HTO: ok &= parse_u32(optarg, &header_timeout_ms); break;
+		case O_ALOG: access_log = true; break;
 		default: ok = false; break;
 		}
 	}
@@ -142,8 +174,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(mode, "echo") != 0 && strcmp(mode, "udp-echo") != 0) {
-		fprintf(stderr, "weft-server: mode '%s' is not available in this build (echo, udp-echo)\n", mode);
+	if (strcmp(mode, "echo") != 0 && strcmp(mode, "udp-echo") != 0 && strcmp(mode, "http") != 0) {
+		fprintf(stderr, "weft-server: mode '%s' is not available in this build (echo, udp-echo, http)\n",
+			mode);
+		return 2;
+	}
+	bool http = strcmp(mode, "http") == 0;
+	if (http != (root != NULL)) {
+		fprintf(stderr, "weft-server: --root DIR is required with --mode http, and only there\n");
 		return 2;
 	}
 	if (backend) {
@@ -169,9 +207,19 @@ int main(int argc, char **argv)
 		return run_udp_echo(&cfg, &stop);
 
 	int err = 0;
-	weft_server *s = weft_server_create(&cfg, &err);
+	weft__http_server *hs = NULL;
+	weft_server *s;
+	if (http) {
+		struct weft__http_server_config hc = { .net = cfg, .root = root, .max_upload = max_upload,
+			.header_timeout_ms = header_timeout_ms, .access_log = access_log };
+		hs = weft__http_server_create(&hc, &err);
+		s = hs ? weft__http_server_net(hs) : NULL;
+	} else {
+		s = weft_server_create(&cfg, &err);
+	}
 	if (!s) {
-		fprintf(stderr, "weft-server: cannot listen on %s: %s\n", cfg.listen, strerror(-err));
+		fprintf(stderr, "weft-server: cannot serve %s on %s: %s\n", http ? root : mode, cfg.listen,
+			strerror(-err));
 		return 1;
 	}
 	fprintf(stderr, "weft-server: mode %s listening on %.*s:%d, backend %s\n", mode,
@@ -190,6 +238,9 @@ int main(int argc, char **argv)
 		(unsigned long long)st.accepted, (unsigned long long)st.refused, forced,
 		(unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
 		(unsigned long long)st.errors);
-	weft_server_destroy(s);
+	if (hs)
+		weft__http_server_destroy(hs);
+	else
+		weft_server_destroy(s);
 	return 0;
 }

@@ -1,0 +1,750 @@
+/* http_server.c - weft-server's HTTP/1.1 file server (see http_server.h).
+ *
+ * One struct hconn per connection, guarded by its own mutex: on_data and on_write_done
+ * of one connection may run at the same time on two port threads. Received bytes are
+ * appended to the connection's input buffer and requests are answered strictly in order:
+ * while a file body is being streamed, or the send queue is over half full, the next
+ * request waits in the buffer and on_write_done resumes the work.
+ *
+ * File bodies go out in chunks through weft_conn_send as the queue drains, never a whole
+ * file in memory. Files are opened beneath the root with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_MAGICLINKS) (an O_NOFOLLOW walk where openat2 is missing), after
+ * weft__http_path_decode has already refused every ".." and encoded separator.
+ *
+ * Uploads are written into an O_TMPFILE (or a hidden temporary name) in the target
+ * directory and linked and renamed over the target only when the last byte is written;
+ * a connection that closes first leaves nothing behind. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "http_parse.h"
+#include "http_server.h"
+
+#define IN_CAP (256u * 1024u)        /* input buffered while earlier requests are answered */
+#define CHUNK_MAX (64u * 1024u)      /* file bytes read per weft_conn_send */
+
+struct weft__http_server {
+	weft_server *net;
+	int rootfd;
+	uint64_t max_upload;
+	uint32_t sq_max;
+	uint32_t chunk;
+	bool access_log;
+	uint64_t tmp_seq;                /* atomic: temporary names */
+	struct weft__http_stats st;      /* atomic, relaxed */
+};
+
+struct hconn {
+	pthread_mutex_t mu;
+	weft__http_server *h;
+	char *in;                        /* bytes received and not yet consumed */
+	size_t in_len, in_cap;
+	struct weft__http_request req;
+	bool close_after;                /* close once the queue is empty; ignore input */
+	bool closed;                     /* weft_conn_close called */
+	/* streaming a file body */
+	bool streaming;
+	int file_fd;
+	uint64_t file_off, file_end;
+	char *chunk;
+	/* discarding a request body we do not use */
+	uint64_t discard;
+	/* receiving an upload */
+	bool uploading;
+	int up_fd, up_dirfd;
+	uint64_t up_left;
+	bool up_named;                   /* the temporary file has a name (no O_TMPFILE) */
+	char up_tmp[64];
+	char up_name[256];
+};
+
+/* ---- opening beneath the root ---------------------------------------------------------- */
+
+/* Walks rel one component at a time with O_NOFOLLOW: no symlink is followed at all. */
+static int open_walk(int rootfd, const char *rel, int flags, mode_t mode)
+{
+	int dir = rootfd;
+	const char *p = rel;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		if (!slash) {
+			int fd = openat(dir, p, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+			int e = errno;
+			if (dir != rootfd)
+				close(dir);
+			return fd < 0 ? -e : fd;
+		}
+		char comp[256];
+		size_t n = (size_t)(slash - p);
+		if (n == 0 || n >= sizeof comp) {
+			if (dir != rootfd)
+				close(dir);
+			return n == 0 ? -ENOENT : -ENAMETOOLONG;
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		int next = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		if (dir != rootfd)
+			close(dir);
+		if (next < 0)
+			return -e;
+		dir = next;
+		p = slash + 1;
+	}
+}
+
+/* Opens rel (no leading '/'; "" is the root itself) beneath the root. fd or -errno. */
+static int open_beneath(weft__http_server *h, const char *rel, int flags, mode_t mode)
+{
+	if (*rel == '\0')
+		rel = ".";
+	struct open_how how;
+	memset(&how, 0, sizeof how);
+	how.flags = (uint64_t)(flags | O_CLOEXEC);
+	how.mode = ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) ? mode : 0;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+	long fd = syscall(SYS_openat2, h->rootfd, rel, &how, sizeof how);
+	if (fd >= 0)
+		return (int)fd;
+	int e = errno;
+	if (e == ENOSYS || e == EPERM)   /* no openat2, or a seccomp filter refusing it */
+		return open_walk(h->rootfd, rel, flags, mode);
+	return -e;
+}
+
+static int errno_status(int e)
+{
+	switch (e) {
+	case -ENOENT:
+	case -ENOTDIR: return 404;
+	case -EXDEV:
+	case -ELOOP:
+	case -EACCES:
+	case -EPERM: return 403;
+	case -ENAMETOOLONG: return 414;
+	default: return 500;
+	}
+}
+
+static const char *content_type(const char *path)
+{
+	static const struct { const char *ext, *type; } types[] = {
+		{ "html", "text/html; charset=utf-8" }, { "htm", "text/html; charset=utf-8" },
+		{ "txt", "text/plain; charset=utf-8" }, { "css", "text/css" },
+		{ "js", "text/javascript" }, { "json", "application/json" },
+		{ "xml", "application/xml" }, { "png", "image/png" }, { "jpg", "image/jpeg" },
+		{ "jpeg", "image/jpeg" }, { "gif", "image/gif" }, { "svg", "image/svg+xml" },
+		{ "ico", "image/x-icon" }, { "webp", "image/webp" }, { "pdf", "application/pdf" },
+		{ "wasm", "application/wasm" }, { "gz", "application/gzip" },
+		{ "tar", "application/x-tar" }, { "zip", "application/zip" },
+		{ "mp4", "video/mp4" }, { "mp3", "audio/mpeg" },
+	};
+	const char *slash = strrchr(path, '/');
+	const char *dot = strrchr(path, '.');
+	if (dot && (!slash || dot > slash)) {
+		for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+			if (strcasecmp(dot + 1, types[i].ext) == 0)
+				return types[i].type;
+	}
+	return "application/octet-stream";
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+static void count_status(weft__http_server *h, int status)
+{
+	uint64_t *ctr = status < 300 ? &h->st.s2xx : status < 400 ? &h->st.s3xx : status < 500 ? &h->st.s4xx
+	                                                                                   : &h->st.s5xx;
+	weft__fadd_rlx(ctr, 1);
+}
+
+/* Queues data; on failure closes the connection (the peer sees a cut response). */
+static bool send_or_close(struct hconn *hc, weft_conn *c, const void *data, size_t len)
+{
+	if (hc->closed)
+		return false;
+	int rc = weft_conn_send(c, data, len);
+	if (rc < 0) {
+		hc->closed = true;
+		weft_conn_close(c);
+		return false;
+	}
+	return true;
+}
+
+static void log_request(struct hconn *hc, int status, uint64_t len)
+{
+	if (!hc->h->access_log)
+		return;
+	const struct weft__http_request *r = &hc->req;
+	fprintf(stderr, "weft-server: %.*s %.*s %d %" PRIu64 "\n", (int)r->method_s.len,
+		hc->in + r->method_s.off, (int)(r->target.len > 200 ? 200 : r->target.len),
+		hc->in + r->target.off, status, len);
+}
+
+/* A response with a short text body (none for HEAD). keep=false closes after it. */
+static void send_simple(struct hconn *hc, weft_conn *c, int status, bool keep, bool head_only)
+{
+	char body[96];
+	int blen = snprintf(body, sizeof body, "%d %s\n", status, weft__http_reason(status));
+	struct weft__http_response rs = { .status = status, .content_length = status == 204 ? -1 : blen,
+		.last_modified = -1, .date = time(NULL), .content_type = "text/plain; charset=utf-8",
+		.keep_alive = keep, .http10_client = hc->req.version_minor == 0,
+		.allow = status == 405 };
+	if (status == 204)
+		rs.content_type = NULL;
+	char head[512];
+	int n = weft__http_format_response(head, sizeof head, &rs);
+	count_status(hc->h, status);
+	if (!keep)
+		hc->close_after = true;
+	if (n < 0)
+		return;
+	if (!send_or_close(hc, c, head, (size_t)n))
+		return;
+	if (!head_only && status != 204)
+		send_or_close(hc, c, body, (size_t)blen);
+}
+
+/* ---- streaming a file ---------------------------------------------------------------------- */
+
+static void stream_end(struct hconn *hc)
+{
+	if (hc->file_fd >= 0)
+		close(hc->file_fd);
+	hc->file_fd = -1;
+	hc->streaming = false;
+}
+
+/* Queues file chunks while the queue is under half full. Mutex held. */
+static void pump(struct hconn *hc, weft_conn *c)
+{
+	weft__http_server *h = hc->h;
+	while (hc->streaming && !hc->closed) {
+		if (hc->file_off >= hc->file_end) {
+			stream_end(hc);
+			return;
+		}
+		if (weft_conn_queued(c) + h->chunk > h->sq_max / 2)
+			return;   /* on_write_done comes back */
+		uint64_t want = hc->file_end - hc->file_off;
+		if (want > h->chunk)
+			want = h->chunk;
+		ssize_t n = pread(hc->file_fd, hc->chunk, (size_t)want, (off_t)hc->file_off);
+		if (n <= 0) {
+			/* the file shrank or failed under us: the length promised cannot be kept */
+			stream_end(hc);
+			hc->closed = true;
+			weft_conn_close(c);
+			return;
+		}
+		if (!send_or_close(hc, c, hc->chunk, (size_t)n)) {
+			stream_end(hc);
+			return;
+		}
+		hc->file_off += (uint64_t)n;
+	}
+}
+
+static void serve_stats(struct hconn *hc, weft_conn *c, bool head_only, bool keep)
+{
+	weft__http_server *h = hc->h;
+	weft_server_stats s;
+	weft_server_get_stats(h->net, &s);
+	struct weft__http_stats hs;
+	weft__http_server_get_stats(h, &hs);
+	char body[1024];
+	int blen = snprintf(body, sizeof body,
+		"{\"backend\":\"%s\",\"accepted\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"closed\":%" PRIu64
+		",\"active\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"errors\":%" PRIu64
+		",\"timeouts\":%" PRIu64 ",\"queued_bytes\":%" PRIu64 ",\"recv_pauses\":%" PRIu64
+		",\"buf_allocs\":%" PRIu64 ",\"buf_in_use\":%" PRIu64 ",\"requests\":%" PRIu64
+		",\"responses_2xx\":%" PRIu64 ",\"responses_3xx\":%" PRIu64 ",\"responses_4xx\":%" PRIu64
+		",\"responses_5xx\":%" PRIu64 ",\"uploads\":%" PRIu64 ",\"upload_aborts\":%" PRIu64 "}\n",
+		weft_server_backend(h->net), s.accepted, s.refused, s.closed, s.active, s.bytes_in, s.bytes_out,
+		s.errors, s.timeouts, s.queued_bytes, s.recv_pauses, s.buf_allocs, s.buf_in_use, hs.requests,
+		hs.s2xx, hs.s3xx, hs.s4xx, hs.s5xx, hs.uploads, hs.upload_aborts);
+	struct weft__http_response rs = { .status = 200, .content_length = blen, .last_modified = -1,
+		.date = time(NULL), .content_type = "application/json", .keep_alive = keep,
+		.http10_client = hc->req.version_minor == 0 };
+	char head[512];
+	int n = weft__http_format_response(head, sizeof head, &rs);
+	count_status(h, 200);
+	log_request(hc, 200, (uint64_t)blen);
+	if (!keep)
+		hc->close_after = true;
+	if (n > 0 && send_or_close(hc, c, head, (size_t)n) && !head_only)
+		send_or_close(hc, c, body, (size_t)blen);
+}
+
+static void serve_file(struct hconn *hc, weft_conn *c, const char *path, bool head_only, bool keep)
+{
+	weft__http_server *h = hc->h;
+	int fd = open_beneath(h, path + 1, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
+	if (fd < 0) {
+		int st = errno_status(fd);
+		log_request(hc, st, 0);
+		send_simple(hc, c, st, keep, head_only);
+		return;
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		log_request(hc, 404, 0);
+		send_simple(hc, c, 404, keep, head_only);
+		return;
+	}
+	uint64_t size = (uint64_t)sb.st_size, first = 0, last = 0;
+	int rr = weft__http_range_resolve(&hc->req.range, size, &first, &last);
+	struct weft__http_response rs = { .status = 200, .last_modified = sb.st_mtime, .date = time(NULL),
+		.content_type = content_type(path), .keep_alive = keep,
+		.http10_client = hc->req.version_minor == 0, .accept_ranges = true };
+	uint64_t len = size;
+	if (rr == -ERANGE) {
+		close(fd);
+		rs.status = 416;
+		rs.content_length = 0;
+		rs.range_unsatisfied = true;
+		rs.range_total = size;
+		rs.content_type = NULL;
+		len = 0;
+	} else if (rr == 1) {
+		rs.status = 206;
+		rs.content_range = true;
+		rs.range_first = first;
+		rs.range_last = last;
+		rs.range_total = size;
+		len = last - first + 1;
+		rs.content_length = (int64_t)len;
+	} else {
+		rs.content_length = (int64_t)size;
+	}
+	char head[768];
+	int n = weft__http_format_response(head, sizeof head, &rs);
+	count_status(h, rs.status);
+	log_request(hc, rs.status, head_only ? 0 : len);
+	if (!keep)
+		hc->close_after = true;
+	if (n < 0 || !send_or_close(hc, c, head, (size_t)n)) {
+		if (rr != -ERANGE)
+			close(fd);
+		return;
+	}
+	if (rr == -ERANGE)
+		return;
+	if (head_only || len == 0) {
+		close(fd);
+		return;
+	}
+	if (!hc->chunk) {
+		hc->chunk = malloc(h->chunk);
+		if (!hc->chunk) {
+			close(fd);
+			hc->closed = true;
+			weft_conn_close(c);
+			return;
+		}
+	}
+	hc->streaming = true;
+	hc->file_fd = fd;
+	hc->file_off = first;
+	hc->file_end = first + len;
+	pump(hc, c);
+}
+
+/* ---- uploads ----------------------------------------------------------------------------------- */
+
+static void upload_abort(struct hconn *hc)
+{
+	if (!hc->uploading)
+		return;
+	if (hc->up_fd >= 0)
+		close(hc->up_fd);
+	if (hc->up_named)
+		unlinkat(hc->up_dirfd, hc->up_tmp, 0);
+	if (hc->up_dirfd >= 0)
+		close(hc->up_dirfd);
+	hc->up_fd = hc->up_dirfd = -1;
+	hc->uploading = false;
+	weft__fadd_rlx(&hc->h->st.upload_aborts, 1);
+}
+
+/* Starts a PUT: refusals answer and close (the body that follows is not read). */
+static void upload_start(struct hconn *hc, weft_conn *c, const char *path)
+{
+	weft__http_server *h = hc->h;
+	const struct weft__http_request *r = &hc->req;
+	int status = 0;
+	if (r->content_length < 0)
+		status = 411;
+	else if ((uint64_t)r->content_length > h->max_upload)
+		status = 413;
+	const char *slash = strrchr(path, '/');
+	const char *name = slash + 1;
+	if (!status && (*name == '\0' || strlen(name) >= sizeof hc->up_name || strcmp(path, "/stats") == 0))
+		status = 403;
+	int dirfd = -1;
+	if (!status) {
+		char dir[4096];
+		size_t dl = (size_t)(slash - path);
+		memcpy(dir, path, dl);
+		dir[dl] = '\0';
+		dirfd = open_beneath(h, dl ? dir + 1 : "", O_PATH | O_DIRECTORY, 0);
+		if (dirfd < 0)
+			status = errno_status(dirfd);
+	}
+	int fd = -1;
+	bool named = false;
+	if (!status) {
+		fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+		if (fd < 0 && errno != EACCES && errno != EROFS && errno != ENOSPC && errno != EDQUOT) {
+			/* no O_TMPFILE on this file system: a hidden name, removed on failure */
+			uint64_t seq = weft__fadd_rlx(&h->tmp_seq, 1);
+			snprintf(hc->up_tmp, sizeof hc->up_tmp, ".weft-upload-%d-%" PRIu64, (int)getpid(), seq);
+			fd = openat(dirfd, hc->up_tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+			named = fd >= 0;
+		}
+		if (fd < 0)
+			status = errno == EACCES || errno == EROFS ? 403 : 500;
+	}
+	if (status) {
+		if (dirfd >= 0)
+			close(dirfd);
+		log_request(hc, status, 0);
+		send_simple(hc, c, status, false, false);
+		return;
+	}
+	snprintf(hc->up_name, sizeof hc->up_name, "%s", name);
+	hc->uploading = true;
+	hc->up_fd = fd;
+	hc->up_dirfd = dirfd;
+	hc->up_named = named;
+	hc->up_left = (uint64_t)r->content_length;
+	if (r->expect_continue && hc->up_left > 0) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		send_or_close(hc, c, cont, sizeof cont - 1);
+	}
+}
+
+/* Writes body bytes of the upload; returns how many were taken, or -1 after answering
+ * an error. */
+static ssize_t upload_write(struct hconn *hc, weft_conn *c, const char *p, size_t len)
+{
+	size_t take = len < hc->up_left ? len : (size_t)hc->up_left;
+	size_t done = 0;
+	while (done < take) {
+		ssize_t n = write(hc->up_fd, p + done, take - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int st = errno == ENOSPC || errno == EDQUOT ? 507 : 500;
+			upload_abort(hc);
+			send_simple(hc, c, st, false, false);
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	hc->up_left -= take;
+	return (ssize_t)take;
+}
+
+/* The last byte arrived: link the file in under its name and answer. */
+static void upload_finish(struct hconn *hc, weft_conn *c, bool keep)
+{
+	weft__http_server *h = hc->h;
+	int status = 0;
+	if (!hc->up_named) {
+		char proc[64];
+		snprintf(proc, sizeof proc, "/proc/self/fd/%d", hc->up_fd);
+		uint64_t seq = weft__fadd_rlx(&h->tmp_seq, 1);
+		snprintf(hc->up_tmp, sizeof hc->up_tmp, ".weft-upload-%d-%" PRIu64, (int)getpid(), seq);
+		if (linkat(AT_FDCWD, proc, hc->up_dirfd, hc->up_tmp, AT_SYMLINK_FOLLOW) != 0)
+			status = 500;
+		else
+			hc->up_named = true;
+	}
+	struct stat sb;
+	bool existed = fstatat(hc->up_dirfd, hc->up_name, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+	if (!status && renameat(hc->up_dirfd, hc->up_tmp, hc->up_dirfd, hc->up_name) != 0)
+		status = errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST ? 409 : 500;
+	if (status) {
+		upload_abort(hc);
+		send_simple(hc, c, status, false, false);
+		return;
+	}
+	close(hc->up_fd);
+	close(hc->up_dirfd);
+	hc->up_fd = hc->up_dirfd = -1;
+	hc->up_named = false;
+	hc->uploading = false;
+	weft__fadd_rlx(&h->st.uploads, 1);
+	int st = existed ? 204 : 201;
+	if (h->access_log)
+		fprintf(stderr, "weft-server: PUT %s %d\n", hc->up_name, st);
+	send_simple(hc, c, st, keep, false);
+}
+
+/* ---- the request loop ------------------------------------------------------------------------ */
+
+static void consume(struct hconn *hc, size_t n)
+{
+	memmove(hc->in, hc->in + n, hc->in_len - n);
+	hc->in_len -= n;
+}
+
+/* Answers every complete request in the buffer, in order, as far as the queue allows.
+ * Mutex held. */
+static void process(struct hconn *hc, weft_conn *c)
+{
+	weft__http_server *h = hc->h;
+	while (!hc->close_after && !hc->closed && !hc->streaming) {
+		if (hc->discard) {
+			size_t n = hc->in_len < hc->discard ? hc->in_len : (size_t)hc->discard;
+			consume(hc, n);
+			hc->discard -= n;
+			if (hc->discard)
+				return;
+		}
+		if (hc->uploading) {
+			if (hc->up_left) {
+				ssize_t n = upload_write(hc, c, hc->in, hc->in_len);
+				if (n < 0)
+					return;
+				consume(hc, (size_t)n);
+				if (hc->up_left)
+					return;
+			}
+			upload_finish(hc, c, hc->req.keep_alive);
+			weft__http_request_init(&hc->req, NULL);
+			continue;
+		}
+		if (hc->in_len == 0 || weft_conn_queued(c) > h->sq_max / 2)
+			return;   /* on_data or on_write_done comes back */
+		int r = weft__http_parse(&hc->req, hc->in, hc->in_len);
+		if (r == WEFT_HTTP_INCOMPLETE)
+			return;
+		weft__fadd_rlx(&h->st.requests, 1);
+		if (r != WEFT_HTTP_OK) {
+			int st = weft__http_result_status(r);
+			if (st == 0 || st == 200)
+				st = 400;
+			send_simple(hc, c, st, false, false);
+			return;
+		}
+		struct weft__http_request *q = &hc->req;
+		bool keep = q->keep_alive;
+		bool head_only = q->method == WEFT_HTTP_HEAD;
+		char path[4096];
+		int pl = weft__http_path_decode(hc->in + q->path.off, q->path.len, path, sizeof path);
+		if (pl < 0) {
+			int st = pl == -EACCES ? 403 : pl == -ENAMETOOLONG ? 414 : 400;
+			log_request(hc, st, 0);
+			send_simple(hc, c, st, false, head_only);
+			return;
+		}
+		if (q->method == WEFT_HTTP_PUT) {
+			upload_start(hc, c, path);
+			consume(hc, q->head_len);
+			if (!hc->uploading)
+				return;   /* refused: closing */
+			continue;
+		}
+		if (strcmp(path, "/stats") == 0)
+			serve_stats(hc, c, head_only, keep);
+		else
+			serve_file(hc, c, path, head_only, keep);
+		hc->discard = q->content_length > 0 ? (uint64_t)q->content_length : 0;
+		consume(hc, q->head_len);
+		weft__http_request_init(&hc->req, NULL);
+	}
+}
+
+/* Closes the connection once everything queued is sent, if the last answer said so. */
+static void maybe_close(struct hconn *hc, weft_conn *c)
+{
+	if (hc->close_after && !hc->closed && !hc->streaming && weft_conn_queued(c) == 0) {
+		hc->closed = true;
+		weft_conn_close(c);
+	}
+}
+
+/* ---- callbacks --------------------------------------------------------------------------------- */
+
+static int h_accept(weft_conn *c)
+{
+	weft__http_server *h = weft_server_user(weft_conn_server(c));
+	struct hconn *hc = calloc(1, sizeof *hc);
+	if (!hc)
+		return -ENOMEM;
+	pthread_mutex_init(&hc->mu, NULL);
+	hc->h = h;
+	hc->file_fd = hc->up_fd = hc->up_dirfd = -1;
+	weft__http_request_init(&hc->req, NULL);
+	weft_conn_set_user(c, hc);
+	return 0;
+}
+
+static void h_data(weft_conn *c, const void *data, size_t len)
+{
+	struct hconn *hc = weft_conn_user(c);
+	if (!hc)
+		return;
+	const char *p = data;
+	pthread_mutex_lock(&hc->mu);
+	if (hc->close_after || hc->closed)
+		goto out;
+	if (hc->uploading && hc->in_len == 0 && hc->up_left && !hc->streaming) {
+		/* body bytes straight to the file, without a copy into the buffer */
+		ssize_t n = upload_write(hc, c, p, len);
+		if (n < 0)
+			goto out;
+		p += n;
+		len -= (size_t)n;
+	}
+	if (len) {
+		if (hc->in_len + len > IN_CAP) {
+			hc->closed = true;
+			weft_conn_close(c);
+			goto out;
+		}
+		if (hc->in_len + len > hc->in_cap) {
+			size_t cap = hc->in_cap ? hc->in_cap : 4096;
+			while (cap < hc->in_len + len)
+				cap *= 2;
+			char *nb = realloc(hc->in, cap);
+			if (!nb) {
+				hc->closed = true;
+				weft_conn_close(c);
+				goto out;
+			}
+			hc->in = nb;
+			hc->in_cap = cap;
+		}
+		memcpy(hc->in + hc->in_len, p, len);
+		hc->in_len += len;
+	}
+	process(hc, c);
+	maybe_close(hc, c);
+out:
+	pthread_mutex_unlock(&hc->mu);
+}
+
+static void h_write_done(weft_conn *c, size_t bytes)
+{
+	(void)bytes;
+	struct hconn *hc = weft_conn_user(c);
+	if (!hc)
+		return;
+	pthread_mutex_lock(&hc->mu);
+	if (hc->streaming)
+		pump(hc, c);
+	if (!hc->streaming)
+		process(hc, c);
+	maybe_close(hc, c);
+	pthread_mutex_unlock(&hc->mu);
+}
+
+static void h_close(weft_conn *c, int reason)
+{
+	(void)reason;
+	struct hconn *hc = weft_conn_user(c);
+	if (!hc)
+		return;
+	/* the last callback: no other can run now, but take the mutex for the sanitizers'
+	 * sake (it orders the frees after the last on_data / on_write_done) */
+	pthread_mutex_lock(&hc->mu);
+	stream_end(hc);
+	upload_abort(hc);
+	pthread_mutex_unlock(&hc->mu);
+	pthread_mutex_destroy(&hc->mu);
+	free(hc->in);
+	free(hc->chunk);
+	free(hc);
+	weft_conn_set_user(c, NULL);
+}
+
+static const weft_server_callbacks http_callbacks = {
+	.on_accept = h_accept, .on_data = h_data, .on_write_done = h_write_done, .on_close = h_close,
+};
+
+/* ---- the server -------------------------------------------------------------------------------- */
+
+weft__http_server *weft__http_server_create(const struct weft__http_server_config *cfg, int *err)
+{
+	int dummy;
+	if (!err)
+		err = &dummy;
+	*err = 0;
+	if (!cfg || !cfg->root) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	weft__http_server *h = calloc(1, sizeof *h);
+	if (!h) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	h->rootfd = open(cfg->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (h->rootfd < 0) {
+		*err = -errno;
+		free(h);
+		return NULL;
+	}
+	h->max_upload = cfg->max_upload ? cfg->max_upload : WEFT_HTTP_MAX_UPLOAD_DEFAULT;
+	h->access_log = cfg->access_log;
+	weft_server_config nc = cfg->net;
+	nc.cb = &http_callbacks;
+	nc.user = h;
+	nc.idle_timeout_ms = cfg->header_timeout_ms ? cfg->header_timeout_ms : WEFT_HTTP_HEADER_TIMEOUT_DEFAULT;
+	h->sq_max = nc.send_queue_max ? nc.send_queue_max : 256u * 1024u;
+	uint32_t bs = nc.buf_size ? nc.buf_size : 16384u;
+	if (h->sq_max < 2 * bs)
+		h->sq_max = 2 * bs;   /* as the framework rounds it */
+	h->chunk = h->sq_max / 4 < CHUNK_MAX ? h->sq_max / 4 : CHUNK_MAX;
+	if (h->chunk == 0)
+		h->chunk = 1;
+	h->net = weft_server_create(&nc, err);
+	if (!h->net) {
+		close(h->rootfd);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+weft_server *weft__http_server_net(weft__http_server *h)
+{
+	return h->net;
+}
+
+void weft__http_server_get_stats(weft__http_server *h, struct weft__http_stats *out)
+{
+	out->requests = weft__load_rlx(&h->st.requests);
+	out->s2xx = weft__load_rlx(&h->st.s2xx);
+	out->s3xx = weft__load_rlx(&h->st.s3xx);
+	out->s4xx = weft__load_rlx(&h->st.s4xx);
+	out->s5xx = weft__load_rlx(&h->st.s5xx);
+	out->uploads = weft__load_rlx(&h->st.uploads);
+	out->upload_aborts = weft__load_rlx(&h->st.upload_aborts);
+}
+
+void weft__http_server_destroy(weft__http_server *h)
+{
+	if (!h)
+		return;
+	weft_server_destroy(h->net);
+	close(h->rootfd);
+	free(h);
+}
