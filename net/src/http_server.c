@@ -262,7 +262,7 @@ static void serve_stats(struct hconn *hc, weft_conn *c, bool head_only, bool kee
 {
 	weft__http_server *h = hc->h;
 	weft_server_stats s;
-	weft_server_get_stats(h->net, &s);
+	weft_server_get_stats(weft_conn_server(c), &s);   /* not h->net: written after the start */
 	struct weft__http_stats hs;
 	weft__http_server_get_stats(h, &hs);
 	char body[1024];
@@ -273,7 +273,7 @@ static void serve_stats(struct hconn *hc, weft_conn *c, bool head_only, bool kee
 		",\"buf_allocs\":%" PRIu64 ",\"buf_in_use\":%" PRIu64 ",\"requests\":%" PRIu64
 		",\"responses_2xx\":%" PRIu64 ",\"responses_3xx\":%" PRIu64 ",\"responses_4xx\":%" PRIu64
 		",\"responses_5xx\":%" PRIu64 ",\"uploads\":%" PRIu64 ",\"upload_aborts\":%" PRIu64 "}\n",
-		weft_server_backend(h->net), s.accepted, s.refused, s.closed, s.active, s.bytes_in, s.bytes_out,
+		weft_server_backend(weft_conn_server(c)), s.accepted, s.refused, s.closed, s.active, s.bytes_in, s.bytes_out,
 		s.errors, s.timeouts, s.queued_bytes, s.recv_pauses, s.buf_allocs, s.buf_in_use, hs.requests,
 		hs.s2xx, hs.s3xx, hs.s4xx, hs.s5xx, hs.uploads, hs.upload_aborts);
 	struct weft__http_response rs = { .status = 200, .content_length = blen, .last_modified = -1,

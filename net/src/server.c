@@ -497,10 +497,15 @@ static void dispatch(weft_overlapped *ov)
 	case IO_SEND:
 		on_send(io->c, ov->status, ov->bytes);
 		break;
-	case IO_CLOSE:
-		conn_shutdown(io->c, io->c->reason);
+	case IO_CLOSE: {
+		/* under the lock: a concurrent conn_shutdown (peer EOF) may be writing it */
+		weft_cs_enter(&io->c->lock);
+		int reason = io->c->reason;
+		weft_cs_leave(&io->c->lock);
+		conn_shutdown(io->c, reason);
 		conn_unref(io->c);
 		break;
+	}
 	default:
 		weft__die("weft_server: unknown completion kind %d", io->kind);
 	}
