@@ -7,7 +7,8 @@
  * request waits in the buffer and on_write_done resumes the work.
  *
  * File bodies go out in chunks through weft_conn_send as the queue drains, never a whole
- * file in memory. Files are opened beneath the root with openat2(RESOLVE_BENEATH |
+ * file in memory (by default with weft_conn_sendfile instead: the port's sendfile, one
+ * piece at a time, no copy through user space). Files are opened beneath the root with openat2(RESOLVE_BENEATH |
  * RESOLVE_NO_MAGICLINKS) (an O_NOFOLLOW walk where openat2 is missing), after
  * weft__http_path_decode has already refused every ".." and encoded separator.
  *
@@ -33,6 +34,7 @@
 
 #define IN_CAP (256u * 1024u)        /* input buffered while earlier requests are answered */
 #define CHUNK_MAX (64u * 1024u)      /* file bytes read per weft_conn_send */
+#define SF_CHUNK (512u * 1024u)      /* file bytes per weft_conn_sendfile */
 
 struct weft__http_server {
 	weft_server *net;
@@ -41,6 +43,7 @@ struct weft__http_server {
 	uint32_t sq_max;
 	uint32_t chunk;
 	bool access_log;
+	bool copy;                       /* pread + weft_conn_send instead of sendfile */
 	uint64_t tmp_seq;                /* atomic: temporary names */
 	struct weft__http_stats st;      /* atomic, relaxed */
 };
@@ -228,10 +231,40 @@ static void stream_end(struct hconn *hc)
 	hc->streaming = false;
 }
 
+/* Zero-copy: one weft_conn_sendfile at a time, each posted once everything before it
+ * (the head, the previous piece) is out. Mutex held. */
+static void pump_sendfile(struct hconn *hc, weft_conn *c)
+{
+	if (!hc->streaming || hc->closed || weft_conn_queued(c) != 0)
+		return;   /* the completion of what is queued comes back through on_write_done */
+	if (hc->file_off >= hc->file_end) {
+		stream_end(hc);   /* the last piece is sent: the descriptor is free */
+		return;
+	}
+	uint64_t want = hc->file_end - hc->file_off;
+	if (want > SF_CHUNK)
+		want = SF_CHUNK;
+	int rc = weft_conn_sendfile(c, hc->file_fd, hc->file_off, (uint32_t)want);
+	if (rc == -EBUSY)
+		return;
+	if (rc < 0) {
+		stream_end(hc);
+		hc->closed = true;
+		weft_conn_close(c);
+		return;
+	}
+	/* a short piece (the file shrank) closes the connection in the framework */
+	hc->file_off += want;
+}
+
 /* Queues file chunks while the queue is under half full. Mutex held. */
 static void pump(struct hconn *hc, weft_conn *c)
 {
 	weft__http_server *h = hc->h;
+	if (!h->copy) {
+		pump_sendfile(hc, c);
+		return;
+	}
 	while (hc->streaming && !hc->closed) {
 		if (hc->file_off >= hc->file_end) {
 			stream_end(hc);
@@ -348,7 +381,7 @@ static void serve_file(struct hconn *hc, weft_conn *c, const char *path, bool he
 		close(fd);
 		return;
 	}
-	if (!hc->chunk) {
+	if (h->copy && !hc->chunk) {
 		hc->chunk = malloc(h->chunk);
 		if (!hc->chunk) {
 			close(fd);
@@ -704,6 +737,7 @@ weft__http_server *weft__http_server_create(const struct weft__http_server_confi
 	}
 	h->max_upload = cfg->max_upload ? cfg->max_upload : WEFT_HTTP_MAX_UPLOAD_DEFAULT;
 	h->access_log = cfg->access_log;
+	h->copy = cfg->no_sendfile;
 	weft_server_config nc = cfg->net;
 	nc.cb = &http_callbacks;
 	nc.user = h;

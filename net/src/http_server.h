@@ -23,6 +23,7 @@ struct weft__http_server_config {
 	uint32_t header_timeout_ms;  /* idle timeout of a connection, so a client that never
 	                              * finishes its head is closed (0: 10000) */
 	bool access_log;             /* one line per request on stderr */
+	bool no_sendfile;            /* file bodies by pread + weft_conn_send, not sendfile */
 };
 
 struct weft__http_stats {

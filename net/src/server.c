@@ -55,6 +55,8 @@ struct weft_conn {
 	struct weft__buf *rbuf;     /* the receive buffer, owned for the connection's life */
 	struct weft__buf *sq_head, *sq_tail;   /* (L) the send queue, oldest first */
 	struct weft__buf *inflight; /* (L) sq_head while a send of it is in flight */
+	bool sf_inflight;           /* (L) a weft_conn_sendfile is in flight (then no buffer is) */
+	uint32_t sf_len;            /* (L) its length, counted in sq_bytes */
 	uint64_t sq_bytes;          /* (L) bytes queued; read relaxed by weft_conn_queued */
 	bool paused;                /* (L) receive not reposted: queue over the high mark */
 	bool closing;               /* (L) */
@@ -255,19 +257,32 @@ static void on_send(struct weft_conn *c, int status, uint32_t bytes)
 {
 	weft_server *s = c->s;
 	weft_cs_enter(&c->lock);
-	struct weft__buf *b = c->inflight;
-	c->inflight = NULL;
-	if (status < 0 || bytes < b->len) {
+	struct weft__buf *b = NULL;
+	uint32_t len;
+	if (c->sf_inflight) {
+		c->sf_inflight = false;
+		len = c->sf_len;
+	} else {
+		b = c->inflight;
+		c->inflight = NULL;
+		len = b->len;
+	}
+	/* short: the peer went away, or (sendfile) the file ended early; either way the
+	 * stream cannot carry what was promised. sq_bytes keeps the bytes; conn_final
+	 * uncounts them. */
+	if (status < 0 || bytes < len) {
 		weft_cs_leave(&c->lock);
 		conn_shutdown(c, status < 0 ? (status == -ECANCELED ? -ECONNABORTED : status) : -EPIPE);
 		conn_unref(c);
 		return;
 	}
-	c->sq_head = b->next;
-	if (!c->sq_head)
-		c->sq_tail = NULL;
+	if (b) {
+		c->sq_head = b->next;
+		if (!c->sq_head)
+			c->sq_tail = NULL;
+	}
 	/* relaxed store: weft_conn_queued reads it without the lock */
-	weft__store_rlx(&c->sq_bytes, c->sq_bytes - b->len);
+	weft__store_rlx(&c->sq_bytes, c->sq_bytes - len);
 	if (s->idle_ns)
 		weft__store_rlx(&c->last_active, now_ns());   /* a peer that reads is not idle */
 	int rc = 0;
@@ -282,7 +297,8 @@ static void on_send(struct weft_conn *c, int status, uint32_t bytes)
 	weft_cs_leave(&c->lock);
 	count(&s->queued, -(int64_t)bytes);
 	count(&s->bytes_out, bytes);
-	weft__bufpool_put(&s->bufs, b);
+	if (b)
+		weft__bufpool_put(&s->bufs, b);
 	if (rc < 0)
 		conn_shutdown(c, rc);
 	if (s->cb.on_write_done)
@@ -346,10 +362,43 @@ int weft_conn_send(weft_conn *c, const void *data, size_t len)
 	}
 	weft__store_rlx(&c->sq_bytes, c->sq_bytes + len);
 	count(&s->queued, (int64_t)len);
-	int rc = c->inflight ? 0 : start_send_locked(c);
+	int rc = c->inflight || c->sf_inflight ? 0 : start_send_locked(c);
 	weft_cs_leave(&c->lock);
 	if (rc < 0)
 		conn_close_async(c, rc);
+	return rc;
+}
+
+int weft_conn_sendfile(weft_conn *c, int file_fd, uint64_t offset, uint32_t len)
+{
+	weft_server *s = c->s;
+	if (len == 0)
+		return 0;
+	if (file_fd < 0)
+		return -EINVAL;
+	weft_cs_enter(&c->lock);
+	if (c->closing || c->close_queued) {
+		weft_cs_leave(&c->lock);
+		return -ENOTCONN;
+	}
+	if (c->sq_head || c->inflight || c->sf_inflight) {
+		weft_cs_leave(&c->lock);
+		return -EBUSY;
+	}
+	c->sf_inflight = true;
+	c->sf_len = len;
+	c->sio.ov.offset = offset;
+	weft__store_rlx(&c->sq_bytes, c->sq_bytes + len);
+	count(&s->queued, (int64_t)len);
+	conn_ref(c);
+	int rc = weft_port_sendfile(s->port, c->fd, file_fd, len, &c->sio.ov);
+	if (rc < 0) {
+		c->sf_inflight = false;
+		weft__store_rlx(&c->sq_bytes, c->sq_bytes - len);
+		count(&s->queued, -(int64_t)len);
+		weft__fsub_rel(&c->refs, 1);   /* not the last: the open reference is held */
+	}
+	weft_cs_leave(&c->lock);
 	return rc;
 }
 

@@ -44,6 +44,7 @@ static void usage(FILE *f)
 		"  --header-timeout-ms MS  http: close a connection idle this long, so a client that\n"
 		"                       never finishes its head does not hold one (default 10000)\n"
 		"  --access-log         http: one line per request on stderr\n"
+		"  --no-sendfile        http: send file bodies by read + send instead of sendfile\n"
 		"  --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:8080; port 0: any)\n"
 		"  --threads N          port threads (default: number of CPUs)\n"
 		"  --backend B          uring or epoll (default: uring where the kernel allows it)\n"
@@ -120,7 +121,7 @@ static bool parse_u32(const char *s, uint32_t *out)
 int main(int argc, char **argv)
 {
 	enum { O_MODE = 1, O_LISTEN, O_THREADS, O_BACKEND, O_ACCEPTS, O_MAXCONNS, O_BUF, O_SQ, O_SHUT, O_HELP,
-	       O_ROOT, O_MAXUP, O_HTO, O_ALOG };
+	       O_ROOT, O_MAXUP, O_HTO, O_ALOG, O_NOSF };
 	static const struct option opts[] = {
 		{ "mode", required_argument, NULL, O_MODE },
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -136,12 +137,13 @@ int main(int argc, char **argv)
 		{ "max-upload", required_argument, NULL, O_MAXUP },
 		{ "header-timeout-ms", required_argument, NULL, O_HTO },
 		{ "access-log", no_argument, NULL, O_ALOG },
+		{ "no-sendfile", no_argument, NULL, O_NOSF },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mode = NULL, *backend = NULL, *root = NULL;
 	unsigned long long max_upload = 0;
 	uint32_t header_timeout_ms = 0;
-	bool access_log = false;
+	bool access_log = false, no_sendfile = false;
 	char *end = NULL;
 	uint32_t shutdown_ms = 5000;
 	weft_server_config cfg = { .listen = "127.0.0.1:8080" };
@@ -167,6 +169,7 @@ int main(int argc, char **argv)
 			break;
 		case O_HTO: ok &= parse_u32(optarg, &header_timeout_ms); break;
 		case O_ALOG: access_log = true; break;
+		case O_NOSF: no_sendfile = true; break;
 		default: ok = false; break;
 		}
 	}
@@ -211,7 +214,8 @@ int main(int argc, char **argv)
 	weft_server *s;
 	if (http) {
 		struct weft__http_server_config hc = { .net = cfg, .root = root, .max_upload = max_upload,
-			.header_timeout_ms = header_timeout_ms, .access_log = access_log };
+			.header_timeout_ms = header_timeout_ms, .access_log = access_log,
+			.no_sendfile = no_sendfile };
 		hs = weft__http_server_create(&hc, &err);
 		s = hs ? weft__http_server_net(hs) : NULL;
 	} else {

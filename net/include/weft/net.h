@@ -102,6 +102,16 @@ WEFT_API void weft_server_destroy(weft_server *s);
  * network. */
 WEFT_API int weft_conn_send(weft_conn *c, const void *data, size_t len);
 
+/* Sends len bytes of file_fd from offset, without copying them through user space
+ * (TransmitFile; the port's sendfile). Only when nothing is queued: -EBUSY while bytes
+ * from weft_conn_send or another sendfile are still going out (wait for on_write_done
+ * with weft_conn_queued() == 0). The len bytes count in weft_conn_queued until sent, and
+ * data sent after it follows them. file_fd must stay open until on_write_done reports
+ * the bytes or on_close runs; a file shorter than promised closes the connection.
+ * sendfile(2) has no MSG_NOSIGNAL: a peer that resets raises SIGPIPE, so a process
+ * using this must ignore SIGPIPE. Returns 0, -EBUSY, -ENOTCONN once closing, -EINVAL. */
+WEFT_API int weft_conn_sendfile(weft_conn *c, int file_fd, uint64_t offset, uint32_t len);
+
 /* Closes the connection: pending I/O is cancelled, queued bytes are dropped, on_close
  * follows (reason -ECONNABORTED) once nothing is in flight. Idempotent, thread-safe. */
 WEFT_API void weft_conn_close(weft_conn *c);
