@@ -44,6 +44,10 @@ struct weft__http_server {
 	uint32_t chunk;
 	bool access_log;
 	bool copy;                       /* pread + weft_conn_send instead of sendfile */
+	bool stopping;                   /* atomic: answers say Connection: close */
+	pthread_mutex_t list_mu;         /* the open connections, for a graceful stop; never
+	                                  * taken while holding a connection's mutex */
+	struct hconn *conns;
 	uint64_t tmp_seq;                /* atomic: temporary names */
 	struct weft__http_stats st;      /* atomic, relaxed */
 };
@@ -51,6 +55,8 @@ struct weft__http_server {
 struct hconn {
 	pthread_mutex_t mu;
 	weft__http_server *h;
+	weft_conn *c;
+	struct hconn *prev, *next;       /* h->conns, under h->list_mu */
 	char *in;                        /* bytes received and not yet consumed */
 	size_t in_len, in_cap;
 	struct weft__http_request req;
@@ -559,7 +565,7 @@ static void process(struct hconn *hc, weft_conn *c)
 				if (hc->up_left)
 					return;
 			}
-			upload_finish(hc, c, hc->req.keep_alive);
+			upload_finish(hc, c, hc->req.keep_alive && !weft__load_acq(&h->stopping));
 			weft__http_request_init(&hc->req, NULL);
 			continue;
 		}
@@ -577,7 +583,7 @@ static void process(struct hconn *hc, weft_conn *c)
 			return;
 		}
 		struct weft__http_request *q = &hc->req;
-		bool keep = q->keep_alive;
+		bool keep = q->keep_alive && !weft__load_acq(&h->stopping);
 		bool head_only = q->method == WEFT_HTTP_HEAD;
 		char path[4096];
 		int pl = weft__http_path_decode(hc->in + q->path.off, q->path.len, path, sizeof path);
@@ -625,7 +631,14 @@ static int h_accept(weft_conn *c)
 	hc->h = h;
 	hc->file_fd = hc->up_fd = hc->up_dirfd = -1;
 	weft__http_request_init(&hc->req, NULL);
+	hc->c = c;
 	weft_conn_set_user(c, hc);
+	pthread_mutex_lock(&h->list_mu);
+	hc->next = h->conns;
+	if (h->conns)
+		h->conns->prev = hc;
+	h->conns = hc;
+	pthread_mutex_unlock(&h->list_mu);
 	return 0;
 }
 
@@ -695,6 +708,15 @@ static void h_close(weft_conn *c, int reason)
 	struct hconn *hc = weft_conn_user(c);
 	if (!hc)
 		return;
+	weft__http_server *h = hc->h;
+	pthread_mutex_lock(&h->list_mu);
+	if (hc->prev)
+		hc->prev->next = hc->next;
+	else
+		h->conns = hc->next;
+	if (hc->next)
+		hc->next->prev = hc->prev;
+	pthread_mutex_unlock(&h->list_mu);
 	/* the last callback: no other can run now, but take the mutex for the sanitizers'
 	 * sake (it orders the frees after the last on_data / on_write_done) */
 	pthread_mutex_lock(&hc->mu);
@@ -736,6 +758,7 @@ weft__http_server *weft__http_server_create(const struct weft__http_server_confi
 		return NULL;
 	}
 	h->max_upload = cfg->max_upload ? cfg->max_upload : WEFT_HTTP_MAX_UPLOAD_DEFAULT;
+	pthread_mutex_init(&h->list_mu, NULL);
 	h->access_log = cfg->access_log;
 	h->copy = cfg->no_sendfile;
 	weft_server_config nc = cfg->net;
@@ -751,11 +774,32 @@ weft__http_server *weft__http_server_create(const struct weft__http_server_confi
 		h->chunk = 1;
 	h->net = weft_server_create(&nc, err);
 	if (!h->net) {
+		pthread_mutex_destroy(&h->list_mu);
 		close(h->rootfd);
 		free(h);
 		return NULL;
 	}
 	return h;
+}
+
+int weft__http_server_stop(weft__http_server *h, uint32_t timeout_ms)
+{
+	/* seq_cst store: a request parsed after this says Connection: close; one answered
+	 * just before is caught by the walk below, which takes each connection's mutex */
+	__atomic_store_n(&h->stopping, true, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&h->list_mu);
+	for (struct hconn *hc = h->conns; hc; hc = hc->next) {
+		pthread_mutex_lock(&hc->mu);
+		/* between requests (nothing buffered, no upload): close once the last answer
+		 * is out; a request under way is answered first, with Connection: close */
+		if (!hc->uploading && hc->in_len == 0 && !hc->closed) {
+			hc->close_after = true;
+			maybe_close(hc, hc->c);
+		}
+		pthread_mutex_unlock(&hc->mu);
+	}
+	pthread_mutex_unlock(&h->list_mu);
+	return weft_server_stop(h->net, timeout_ms);
 }
 
 weft_server *weft__http_server_net(weft__http_server *h)
@@ -779,6 +823,7 @@ void weft__http_server_destroy(weft__http_server *h)
 	if (!h)
 		return;
 	weft_server_destroy(h->net);
+	pthread_mutex_destroy(&h->list_mu);
 	close(h->rootfd);
 	free(h);
 }

@@ -36,7 +36,12 @@ typedef struct weft__http_server weft__http_server;
  * root, else as weft_server_create. */
 WEFT_INTERNAL weft__http_server *weft__http_server_create(const struct weft__http_server_config *cfg,
                                                          int *err);
-/* The underlying server: port, stats, weft_server_stop. */
+/* Graceful stop: answers from now on close their connection, connections between
+ * requests are closed once their last answer is out, then weft_server_stop (stop
+ * accepting, let the rest finish for up to timeout_ms, close what remains). Returns what
+ * weft_server_stop returns. Once, not from a callback. */
+WEFT_INTERNAL int weft__http_server_stop(weft__http_server *h, uint32_t timeout_ms);
+/* The underlying server: port, stats. */
 WEFT_INTERNAL weft_server *weft__http_server_net(weft__http_server *h);
 WEFT_INTERNAL void weft__http_server_get_stats(weft__http_server *h, struct weft__http_stats *out);
 /* Stops (immediately, if weft_server_stop was not called) and frees. */

@@ -233,7 +233,7 @@ int main(int argc, char **argv)
 	sigwait(&stop, &sig);
 	fprintf(stderr, "weft-server: %s, stopping (up to %u ms for open connections)\n",
 		sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_ms);
-	int forced = weft_server_stop(s, shutdown_ms);
+	int forced = hs ? weft__http_server_stop(hs, shutdown_ms) : weft_server_stop(s, shutdown_ms);
 	weft_server_stats st;
 	weft_server_get_stats(s, &st);
 	fprintf(stderr,

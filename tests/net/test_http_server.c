@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 struct fixture {
 	char root[64];
 	weft__http_server *h;
+	bool stopped;
 	int port;
 	size_t data_len;
 	unsigned char *data;        /* the contents of data.bin */
@@ -130,7 +132,8 @@ static int setup_copy(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	weft_server_stop(weft__http_server_net(f->h), 2000);
+	if (!f->stopped)
+		weft__http_server_stop(f->h, 2000);
 	weft__http_server_destroy(f->h);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
@@ -757,6 +760,58 @@ static void test_slow_client(void **state)
 	assert_true(st.timeouts >= 1);
 }
 
+/* ---- graceful stop ---------------------------------------------------------------------------- */
+
+struct stopper {
+	weft__http_server *h;
+	int forced;
+	uint64_t ns;
+};
+
+static void *stop_thread(void *arg)
+{
+	struct stopper *st = arg;
+	uint64_t t0 = weft_test_now_ns();
+	st->forced = weft__http_server_stop(st->h, 20000);
+	st->ns = weft_test_now_ns() - t0;
+	return NULL;
+}
+
+static void test_graceful_stop(void **state)
+{
+	struct fixture *f = *state;
+	struct client busy, idle;
+	struct resp r;
+	/* idle: one answered request, then nothing (keep-alive) */
+	cl_open(&idle, f->port);
+	cl_sends(&idle, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_true(cl_response(&idle, &r, false));
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	/* busy: a download under way, its head read and its body not yet */
+	cl_open(&busy, f->port);
+	cl_sends(&busy, "GET /data.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+	while (!memmem(busy.buf, busy.len, "\r\n\r\n", 4))
+		assert_true(cl_fill(&busy));
+	struct stopper st = { .h = f->h };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, stop_thread, &st), 0);
+	/* the download finishes whole, then the server closes both connections */
+	assert_true(cl_response(&busy, &r, false));
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, f->data_len);
+	assert_memory_equal(r.body, f->data, f->data_len);
+	resp_free(&r);
+	assert_true(cl_sees_close(&busy));
+	assert_true(cl_sees_close(&idle));
+	assert_int_equal(pthread_join(t, NULL), 0);
+	f->stopped = true;
+	assert_int_equal(st.forced, 0);              /* nothing had to be cut at the deadline */
+	assert_true(st.ns < 15000000000ull);
+	cl_close(&busy);
+	cl_close(&idle);
+}
+
 /* ---- curl, if it is here ---------------------------------------------------------------------- */
 
 static bool files_equal(const char *a, const char *b)
@@ -828,6 +883,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_client, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_curl, setup, teardown),
 		/* file bodies by pread + weft_conn_send instead of sendfile */
 		cmocka_unit_test_setup_teardown(test_get, setup_copy, teardown),
