@@ -44,6 +44,7 @@ struct weft__http_server {
 	uint32_t chunk;
 	bool access_log;
 	bool copy;                       /* pread + weft_conn_send instead of sendfile */
+	bool walk;                       /* always the O_NOFOLLOW walk (tests the fallback) */
 	bool stopping;                   /* atomic: answers say Connection: close */
 	pthread_mutex_t list_mu;         /* the open connections, for a graceful stop; never
 	                                  * taken while holding a connection's mutex */
@@ -119,6 +120,8 @@ static int open_beneath(weft__http_server *h, const char *rel, int flags, mode_t
 {
 	if (*rel == '\0')
 		rel = ".";
+	if (h->walk)
+		return open_walk(h->rootfd, rel, flags, mode);
 	struct open_how how;
 	memset(&how, 0, sizeof how);
 	how.flags = (uint64_t)(flags | O_CLOEXEC);
@@ -761,6 +764,7 @@ weft__http_server *weft__http_server_create(const struct weft__http_server_confi
 	pthread_mutex_init(&h->list_mu, NULL);
 	h->access_log = cfg->access_log;
 	h->copy = cfg->no_sendfile;
+	h->walk = cfg->force_walk;
 	weft_server_config nc = cfg->net;
 	nc.cb = &http_callbacks;
 	nc.user = h;

@@ -24,6 +24,8 @@ struct weft__http_server_config {
 	                              * finishes its head is closed (0: 10000) */
 	bool access_log;             /* one line per request on stderr */
 	bool no_sendfile;            /* file bodies by pread + weft_conn_send, not sendfile */
+	bool force_walk;             /* open by the O_NOFOLLOW walk even where openat2 works
+	                              * (tests the fallback; symlinks are then never followed) */
 };
 
 struct weft__http_stats {

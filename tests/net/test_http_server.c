@@ -78,6 +78,7 @@ static void fill(unsigned char *p, size_t n, uint32_t seed)
 }
 
 static bool g_copy;   /* the next setup serves bodies by copy instead of sendfile */
+static bool g_walk;   /* the next setup opens by the O_NOFOLLOW walk, not openat2 */
 
 static int setup(void **state)
 {
@@ -104,7 +105,7 @@ static int setup(void **state)
 
 	struct weft__http_server_config cfg = { .net = { .listen = "127.0.0.1:0", .threads = 2 },
 		.root = f->root, .max_upload = MAX_UPLOAD, .header_timeout_ms = HEADER_TIMEOUT_MS,
-		.no_sendfile = g_copy };
+		.no_sendfile = g_copy, .force_walk = g_walk };
 	int err = 0;
 	f->h = weft__http_server_create(&cfg, &err);
 	if (!f->h && err == -ENODEV) {
@@ -126,6 +127,14 @@ static int setup_copy(void **state)
 	g_copy = true;
 	int rc = setup(state);
 	g_copy = false;
+	return rc;
+}
+
+static int setup_walk(void **state)
+{
+	g_walk = true;
+	int rc = setup(state);
+	g_walk = false;
 	return rc;
 }
 
@@ -760,6 +769,38 @@ static void test_slow_client(void **state)
 	assert_true(st.timeouts >= 1);
 }
 
+/* The fallback where openat2 is missing: the same refusals, and no symlink is followed,
+ * even one that stays inside; plain files and uploads work as before. */
+static void test_walk_fallback(void **state)
+{
+	struct fixture *f = *state;
+	struct resp r;
+	assert_int_equal(one(f, "GET /data.bin HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);
+	assert_int_equal(r.body_len, f->data_len);
+	assert_memory_equal(r.body, f->data, f->data_len);
+	resp_free(&r);
+	const char *bad[] = { "/out", "/outdir/passwd", "/inside", "/../etc/passwd", "/%2e%2e/etc/passwd" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char req[128];
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", bad[i]);
+		int st = one(f, req, &r);
+		if (st != 403 && st != 404)
+			fail_msg("%s: %d", bad[i], st);
+		assert_false(body_has(&r, "root:"));
+		resp_free(&r);
+	}
+	int st = one(f, "PUT /outdir/weft-test-escape HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", &r);
+	assert_true(st == 403 || st == 404);
+	resp_free(&r);
+	assert_int_equal(access("/etc/weft-test-escape", F_OK), -1);
+	assert_int_equal(one(f, "PUT /sub/w.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", &r), 201);
+	resp_free(&r);
+	assert_int_equal(one(f, "GET /sub/w.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);
+	assert_int_equal(r.body_len, 3);
+	assert_memory_equal(r.body, "abc", 3);
+	resp_free(&r);
+}
+
 /* ---- graceful stop ---------------------------------------------------------------------------- */
 
 struct stopper {
@@ -824,6 +865,18 @@ static bool files_equal(const char *a, const char *b)
 	return eq;
 }
 
+/* Runs a curl command line that prints the status code (-w); returns it. */
+static int curl_code(const char *cmd)
+{
+	FILE *pf = popen(cmd, "r");
+	assert_non_null(pf);
+	int code = 0;
+	if (fscanf(pf, "%d", &code) != 1)
+		code = -1;
+	pclose(pf);
+	return code;
+}
+
 static void test_curl(void **state)
 {
 	struct fixture *f = *state;
@@ -867,6 +920,44 @@ static void test_curl(void **state)
 		 "c=$(sha256sum < '%s'); [ \"$a\" = \"$b\" ] && [ \"$a\" = \"$c\" ]",
 		 src, out, up);
 	assert_int_equal(system(cmd), 0);
+
+	/* HEAD, and keep-alive: two URLs in one curl run share one connection */
+	weft_server_stats st0, st1;
+	weft_server_get_stats(weft__http_server_net(f->h), &st0);
+	snprintf(cmd, sizeof cmd, "curl -sS -f -I --max-time 30 -o '%s' http://127.0.0.1:%d/curl.bin -o /dev/null "
+		 "http://127.0.0.1:%d/small.txt", part, f->port, f->port);
+	assert_int_equal(system(cmd), 0);
+	weft_server_get_stats(weft__http_server_net(f->h), &st1);
+	assert_int_equal(st1.accepted - st0.accepted, 1);
+	size_t hn = 0;
+	char *heads = (char *)read_file(part, &hn);
+	assert_non_null(heads);
+	heads[hn] = '\0';
+	char want[64];
+	snprintf(want, sizeof want, "Content-Length: %zu\r\n", n);
+	assert_non_null(strstr(heads, want));
+	assert_non_null(strstr(heads, "HTTP/1.1 200 OK"));
+	free(heads);
+
+	/* refusals as curl sees them */
+	const char *w = "curl -s --max-time 30 -o /dev/null -w '%{http_code}'";
+	snprintf(cmd, sizeof cmd, "%s http://127.0.0.1:%d/nope", w, f->port);
+	assert_int_equal(curl_code(cmd), 404);
+	snprintf(cmd, sizeof cmd, "%s --path-as-is http://127.0.0.1:%d/../../etc/passwd", w, f->port);
+	assert_int_equal(curl_code(cmd), 403);
+	snprintf(cmd, sizeof cmd, "%s http://127.0.0.1:%d/%%2e%%2e/etc/passwd", w, f->port);
+	assert_int_equal(curl_code(cmd), 403);
+	snprintf(cmd, sizeof cmd, "%s -H 'Host:' http://127.0.0.1:%d/small.txt", w, f->port);
+	assert_int_equal(curl_code(cmd), 400);   /* HTTP/1.1 without Host */
+	snprintf(cmd, sizeof cmd, "%s -X DELETE http://127.0.0.1:%d/small.txt", w, f->port);
+	assert_int_equal(curl_code(cmd), 405);
+	char *big = malloc(30000);
+	assert_non_null(big);
+	int k = snprintf(big, 30000, "%s -H 'X-Big: ", w);
+	memset(big + k, 'a', 20000);
+	snprintf(big + k + 20000, 30000 - (size_t)k - 20000, "' http://127.0.0.1:%d/small.txt", f->port);
+	assert_int_equal(curl_code(big), 431);
+	free(big);
 	unlink(out);
 	unlink(part);
 	free(p);
@@ -890,6 +981,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_head_and_range, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelining, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted, setup_copy, teardown),
+		cmocka_unit_test_setup_teardown(test_walk_fallback, setup_walk, teardown),
 	};
 	/* sendfile(2) cannot say MSG_NOSIGNAL: a peer that resets mid-body raises SIGPIPE,
 	 * which a process serving files ignores (weft-server does) */
