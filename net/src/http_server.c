@@ -45,6 +45,7 @@ struct weft__http_server {
 	bool access_log;
 	bool copy;                       /* pread + weft_conn_send instead of sendfile */
 	bool walk;                       /* always the O_NOFOLLOW walk (tests the fallback) */
+	uint64_t head_ns;                /* the longest a head may take to arrive */
 	bool stopping;                   /* atomic: answers say Connection: close */
 	pthread_mutex_t list_mu;         /* the open connections, for a graceful stop; never
 	                                  * taken while holding a connection's mutex */
@@ -68,6 +69,7 @@ struct hconn {
 	int file_fd;
 	uint64_t file_off, file_end;
 	char *chunk;
+	uint64_t head_start;             /* monotonic ns of a partial head's first byte; 0: none */
 	/* discarding a request body we do not use */
 	uint64_t discard;
 	/* receiving an upload */
@@ -491,9 +493,8 @@ static ssize_t upload_write(struct hconn *hc, weft_conn *c, const char *p, size_
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			int st = errno == ENOSPC || errno == EDQUOT ? 507 : 500;
 			upload_abort(hc);
-			send_simple(hc, c, st, false, false);
+			send_simple(hc, c, 500, false, false);
 			return -1;
 		}
 		done += (size_t)n;
@@ -538,6 +539,13 @@ static void upload_finish(struct hconn *hc, weft_conn *c, bool keep)
 	send_simple(hc, c, st, keep, false);
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- the request loop ------------------------------------------------------------------------ */
 
 static void consume(struct hconn *hc, size_t n)
@@ -575,8 +583,19 @@ static void process(struct hconn *hc, weft_conn *c)
 		if (hc->in_len == 0 || weft_conn_queued(c) > h->sq_max / 2)
 			return;   /* on_data or on_write_done comes back */
 		int r = weft__http_parse(&hc->req, hc->in, hc->in_len);
-		if (r == WEFT_HTTP_INCOMPLETE)
+		if (r == WEFT_HTTP_INCOMPLETE) {
+			/* a head trickling in a byte at a time keeps the idle timeout away, so it
+			 * gets a deadline of its own, checked as its bytes arrive: 408 */
+			uint64_t now = mono_ns();
+			if (!hc->head_start)
+				hc->head_start = now;
+			else if (now - hc->head_start > h->head_ns) {
+				weft__fadd_rlx(&h->st.requests, 1);
+				send_simple(hc, c, 408, false, false);
+			}
 			return;
+		}
+		hc->head_start = 0;
 		weft__fadd_rlx(&h->st.requests, 1);
 		if (r != WEFT_HTTP_OK) {
 			int st = weft__http_result_status(r);
@@ -769,6 +788,7 @@ weft__http_server *weft__http_server_create(const struct weft__http_server_confi
 	nc.cb = &http_callbacks;
 	nc.user = h;
 	nc.idle_timeout_ms = cfg->header_timeout_ms ? cfg->header_timeout_ms : WEFT_HTTP_HEADER_TIMEOUT_DEFAULT;
+	h->head_ns = (uint64_t)nc.idle_timeout_ms * 1000000ull;
 	h->sq_max = nc.send_queue_max ? nc.send_queue_max : 256u * 1024u;
 	uint32_t bs = nc.buf_size ? nc.buf_size : 16384u;
 	if (h->sq_max < 2 * bs)

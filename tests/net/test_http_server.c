@@ -853,6 +853,43 @@ static void test_graceful_stop(void **state)
 	cl_close(&idle);
 }
 
+/* A head trickling in one byte at a time, each well inside the idle timeout: the head's
+ * own deadline answers 408 and closes, while others are served. */
+static void test_trickling_client(void **state)
+{
+	struct fixture *f = *state;
+	struct client slow;
+	cl_open(&slow, f->port);
+	uint64_t t0 = weft_test_now_ns();
+	const char *head = "GET /small.txt HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	size_t i = 0;
+	bool refused = false;
+	while (!refused && weft_test_now_ns() - t0 < 20000000000ull) {
+		char ch = head[i % strlen(head)];
+		i++;
+		if (send(slow.fd, &ch, 1, MSG_NOSIGNAL) != 1)
+			break;   /* closed under us */
+		usleep(HEADER_TIMEOUT_MS * 1000 / 5);
+		struct pollfd pfd = { .fd = slow.fd, .events = POLLIN };
+		if (poll(&pfd, 1, 0) == 1)
+			refused = true;
+		if (i % 5 == 0) {
+			struct resp r;   /* another client is served meanwhile */
+			assert_int_equal(one(f, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);
+			resp_free(&r);
+		}
+	}
+	struct resp r;
+	assert_true(cl_response(&slow, &r, false));
+	assert_int_equal(r.status, 408);
+	resp_free(&r);
+	assert_true(cl_sees_close(&slow));
+	uint64_t ms = (weft_test_now_ns() - t0) / 1000000u;
+	assert_true(ms >= HEADER_TIMEOUT_MS);
+	assert_true(ms < 15000);
+	cl_close(&slow);
+}
+
 /* ---- curl, if it is here ---------------------------------------------------------------------- */
 
 static bool files_equal(const char *a, const char *b)
@@ -975,6 +1012,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_interrupted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trickling_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_curl, setup, teardown),
 		/* file bodies by pread + weft_conn_send instead of sendfile */
 		cmocka_unit_test_setup_teardown(test_get, setup_copy, teardown),
