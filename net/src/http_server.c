@@ -513,7 +513,9 @@ static void upload_finish(struct hconn *hc, weft_conn *c, bool keep)
 		snprintf(proc, sizeof proc, "/proc/self/fd/%d", hc->up_fd);
 		uint64_t seq = weft__fadd_rlx(&h->tmp_seq, 1);
 		snprintf(hc->up_tmp, sizeof hc->up_tmp, ".weft-upload-%d-%" PRIu64, (int)getpid(), seq);
-		if (linkat(AT_FDCWD, proc, hc->up_dirfd, hc->up_tmp, AT_SYMLINK_FOLLOW) != 0)
+		/* /proc/self/fd needs /proc; AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH */
+		if (linkat(AT_FDCWD, proc, hc->up_dirfd, hc->up_tmp, AT_SYMLINK_FOLLOW) != 0 &&
+		    linkat(hc->up_fd, "", hc->up_dirfd, hc->up_tmp, AT_EMPTY_PATH) != 0)
 			status = 500;
 		else
 			hc->up_named = true;

@@ -107,7 +107,10 @@ WEFT_API int weft_conn_send(weft_conn *c, const void *data, size_t len);
  * from weft_conn_send or another sendfile are still going out (wait for on_write_done
  * with weft_conn_queued() == 0). The len bytes count in weft_conn_queued until sent, and
  * data sent after it follows them. file_fd must stay open until on_write_done reports
- * the bytes or on_close runs; a file shorter than promised closes the connection.
+ * the bytes or on_close runs; a file shorter than promised closes the connection. The
+ * piece counts toward send_queue_max too: while it is in flight, a weft_conn_send that
+ * would pass the bound fails with -ENOBUFS (send pieces of at most send_queue_max / 2 to
+ * leave room, or send nothing until on_write_done).
  * sendfile(2) has no MSG_NOSIGNAL: a peer that resets raises SIGPIPE, so a process
  * using this must ignore SIGPIPE. Returns 0, -EBUSY, -ENOTCONN once closing, -EINVAL. */
 WEFT_API int weft_conn_sendfile(weft_conn *c, int file_fd, uint64_t offset, uint32_t len);
