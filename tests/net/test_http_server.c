@@ -730,6 +730,12 @@ static void test_interrupted(void **state)
 	}
 	wait_baseline(f, fds);
 	assert_int_equal(count_entries(sub), 0);
+	/* memory back too: no buffer held, nothing counted as queued (sendfile pieces cut
+	 * by the reset included) */
+	weft_server_stats ns;
+	weft_server_get_stats(weft__http_server_net(f->h), &ns);
+	assert_int_equal(ns.buf_in_use, 0);
+	assert_int_equal(ns.queued_bytes, 0);
 	struct weft__http_stats hs;
 	weft__http_server_get_stats(f->h, &hs);
 	assert_int_equal(hs.upload_aborts, 3);
