@@ -34,7 +34,7 @@
 
 #define IN_CAP (256u * 1024u)        /* input buffered while earlier requests are answered */
 #define CHUNK_MAX (64u * 1024u)      /* file bytes read per weft_conn_send */
-#define SF_CHUNK (512u * 1024u)      /* file bytes per weft_conn_sendfile */
+#define SF_CHUNK (128u * 1024u)      /* file bytes per weft_conn_sendfile */
 
 struct weft__http_server {
 	weft_server *net;
