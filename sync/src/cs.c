@@ -151,13 +151,22 @@ static void cs_enter_slow(struct cs_impl *c, uint32_t me)
 {
 	weft__fadd_rlx(&c->contentions, 1u);
 	uint64_t spin = weft__smp() ? weft__load_rlx(&c->spin) : 0;
-	for (uint64_t i = 0; i < spin; i++) {
+	/* Exponential backoff between looks (1..64 pauses, each counted against the spin
+	 * count): waiters that poll the line less let the owner's next enter find it in its
+	 * own cache, instead of every hand-off bouncing the line between CPUs. */
+	uint32_t backoff = 1;
+	for (uint64_t i = 0; i < spin; i += backoff) {
 		if (weft__load_rlx(&c->locked) == 0 && cs_try_take(c)) {
 			weft__fadd_rlx(&c->spins_won, 1u);
 			cs_own(c, me);
 			return;
 		}
-		weft_cpu_relax();
+		/* Others already sleep: the section is contended beyond what spinning helps
+		 * (typically more threads than CPUs, the owner maybe descheduled). Queue up
+		 * rather than burn the CPU the owner may need. */
+		if (weft__load_rlx(cs_sleepers(c)) != 0)
+			break;
+		weft__backoff(&backoff);
 	}
 	cs_sleep_until_taken(c);
 	cs_own(c, me);
