@@ -43,9 +43,24 @@ static void wake_all(void *ctx)
 	weft__futex_wake(&w->state, 1);
 }
 
-/* Sleeps until *state != 0 or the deadline; returns the state (0 on timeout). */
+/* Spin budget before sleeping: ~6 us of PAUSE on the EPYC dev machine. A signaller on
+ * another CPU (a mutex hand-off, an event ping-pong) usually comes well within it, and
+ * the waiter then skips the futex sleep and the 10-25 us wake-up; an idle waiter burns at
+ * most this much CPU per wait. */
+#define SLEEP_SPIN 256
+
+/* Sleeps until *state != seen or the deadline; returns the state (0 on timeout). */
 static uint32_t sleep_on(struct weft__waiter *w, uint32_t seen, const struct timespec *deadline)
 {
+	if (weft__smp()) {
+		for (uint32_t i = 0; i < SLEEP_SPIN; i++) {
+			/* acquire: pairs with the release CAS of the signaller or waker. */
+			uint32_t st = weft__load_acq(&w->state);
+			if (st != seen)
+				return st;
+			weft_cpu_relax();
+		}
+	}
 	weft__block_begin();
 	int r = weft__futex_wait(&w->state, seen, deadline);
 	weft__block_end();
