@@ -34,8 +34,7 @@ static struct cs_bucket cs_buckets[CS_BUCKETS];
 
 static inline uint32_t *cs_sleepers(const struct cs_impl *c)
 {
-	uintptr_t a = (uintptr_t)c / WEFT_CACHE_LINE;
-	return &cs_buckets[(a ^ (a >> 8)) % CS_BUCKETS].sleepers;
+	return &cs_buckets[weft__addr_bucket(c, CS_BUCKETS)].sleepers;
 }
 
 enum { MODE_UNKNOWN, MODE_FENCED, MODE_ASYM };

@@ -37,8 +37,7 @@ extern WEFT_INTERNAL struct gate weft__gate_buckets[GATE_BUCKETS];
 
 static inline struct gate *gate_bucket(const void *lock)
 {
-	uintptr_t a = (uintptr_t)lock / WEFT_CACHE_LINE;
-	return &weft__gate_buckets[(a ^ (a >> 8)) % GATE_BUCKETS];
+	return &weft__gate_buckets[weft__addr_bucket(lock, GATE_BUCKETS)];
 }
 
 /* The queue length (holder included) from which arrivals park at the gate. */

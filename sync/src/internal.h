@@ -57,6 +57,15 @@ static inline void weft__block_end(void)
 		weft__tls_block.hook->end(weft__tls_block.ctx);
 }
 
+/* Index of the global bucket (of n) that holds the counters a lock's unlock may touch
+ * after its release, when the lock's own memory may already be freed (cs.c, gate.h).
+ * Keyed by cache line, so fields of one lock share a bucket. */
+static inline uint32_t weft__addr_bucket(const void *p, uint32_t n)
+{
+	uintptr_t a = (uintptr_t)p / WEFT_CACHE_LINE;
+	return (uint32_t)((a ^ (a >> 8)) % n);
+}
+
 /* Reports a fatal misuse (a bug in the caller) on stderr and aborts. */
 WEFT_INTERNAL _Noreturn void weft__die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
