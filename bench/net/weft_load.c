@@ -9,6 +9,8 @@
  *   weft_load -p PORT [-c CONNS] [-n MSGS] [-s SIZE] [-t THREADS] [-T MAX_SECONDS]
  *   weft_load --free-port            print a free 127.0.0.1 TCP port
  *   weft_load --wait-port PORT       wait (up to -T, default 10 s) until PORT accepts
+ *   weft_load --parallel-check       the machine check: two threads of a plain read loop
+ *                                    against one (>= 1.7x: the two CPUs really run in parallel)
  *
  * The last line of a run is machine-readable: "RESULT key=value ...". Exit status 0 when
  * every message came back intact, 1 on errors or timeout, 2 on bad usage. */
@@ -90,6 +92,7 @@ static void usage(void)
 		"                 [-T MAX_SECONDS=60]\n"
 		"       weft_load --free-port\n"
 		"       weft_load --wait-port PORT [-T MAX_SECONDS=10]\n"
+		"       weft_load --parallel-check   (2 threads of a read loop vs 1; prints the ratio)\n"
 		"Echo load against 127.0.0.1:PORT: CONNS connections, MSGS messages of SIZE bytes\n"
 		"each, one in flight per connection. Reports requests/s and latency p50/p99/max.\n"
 		"Limits: CONNS <= %d, CONNS*MSGS <= %llu, SIZE <= %u.\n",
@@ -302,6 +305,63 @@ static double pct_us(const uint32_t *sorted, uint64_t n, double p)
 	return sorted[i] / 1000.0;
 }
 
+/* ---- the parallelism check: two threads of a plain read loop against one ---------------- */
+
+#define PAR_WORDS 512   /* 4 KiB: stays in L1, so the loop measures the cores, not memory */
+static uint64_t par_data[PAR_WORDS];
+
+struct par_thread {
+	pthread_t th;
+	uint64_t deadline, loops;
+	int *go;
+};
+
+static void *par_loop(void *arg)
+{
+	struct par_thread *t = arg;
+	while (!__atomic_load_n(t->go, __ATOMIC_ACQUIRE))   /* pairs with the release below */
+		;
+	uint64_t loops = 0, sum = 0;
+	while (now_ns() < t->deadline) {
+		for (int i = 0; i < PAR_WORDS; i++)
+			sum += ((volatile uint64_t *)par_data)[i];
+		loops++;
+	}
+	__asm__ volatile("" : : "r"(sum) : "memory");
+	t->loops = loops;
+	return NULL;
+}
+
+static uint64_t par_run(int n, double secs)
+{
+	struct par_thread t[2];
+	int go = 0;
+	uint64_t deadline = now_ns() + 20000000ull + (uint64_t)(secs * 1e9);
+	for (int i = 0; i < n; i++) {
+		t[i] = (struct par_thread){ .deadline = deadline, .go = &go };
+		pthread_create(&t[i].th, NULL, par_loop, &t[i]);
+	}
+	struct timespec settle = { 0, 20000000 };   /* both threads at the start line */
+	nanosleep(&settle, NULL);
+	__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+	uint64_t total = 0;
+	for (int i = 0; i < n; i++) {
+		pthread_join(t[i].th, NULL);
+		total += t[i].loops;
+	}
+	return total;
+}
+
+/* Prints "PARALLEL ratio=R one=N two=M" and exits 0. */
+static int parallel_check(void)
+{
+	uint64_t one = par_run(1, 0.25), two = par_run(2, 0.25);
+	double ratio = one ? (double)two / (double)one : 0;
+	printf("PARALLEL ratio=%.2f one=%" PRIu64 " two=%" PRIu64 " verdict=%s\n", ratio, one, two,
+	       ratio >= 1.7 ? "ok" : "FLAGGED");
+	return 0;
+}
+
 static bool parse_u32(const char *s, uint32_t *out)
 {
 	char *end;
@@ -323,6 +383,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		}
 		if (!strcmp(a, "--free-port"))
 			exit(free_port());
+		if (!strcmp(a, "--parallel-check"))
+			exit(parallel_check());
 		if (i + 1 >= argc)
 			return -1;
 		const char *v = argv[++i];
