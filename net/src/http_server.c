@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "atomic.h"
+#include "http_cache.h"
 #include "http_parse.h"
 #include "http_server.h"
 
@@ -52,6 +53,12 @@ struct weft__http_server {
 	struct hconn *conns;
 	uint64_t tmp_seq;                /* atomic: temporary names */
 	struct weft__http_stats st;      /* atomic, relaxed */
+	/* the small-file cache: one per port thread (http_cache.h), found through fkey */
+	bool fcache;
+	pthread_key_t fkey;
+	uint64_t fc_valid_ns;            /* trust an entry this long after its last check */
+	size_t fc_max;                   /* largest file cached */
+	uint64_t fgen;                   /* atomic: bumped by each upload; caches flush on change */
 };
 
 struct hconn {
@@ -80,6 +87,13 @@ struct hconn {
 	char up_tmp[64];
 	char up_name[256];
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ---- opening beneath the root ---------------------------------------------------------- */
 
@@ -333,23 +347,12 @@ static void serve_stats(struct hconn *hc, weft_conn *c, bool head_only, bool kee
 		send_or_close(hc, c, body, (size_t)blen);
 }
 
-static void serve_file(struct hconn *hc, weft_conn *c, const char *path, bool head_only, bool keep)
+/* Answers with the open regular file fd (sb: its fstat); takes fd. */
+static void serve_fd(struct hconn *hc, weft_conn *c, const char *path, int fd, const struct stat *sbp,
+		     bool head_only, bool keep)
 {
 	weft__http_server *h = hc->h;
-	int fd = open_beneath(h, path + 1, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
-	if (fd < 0) {
-		int st = errno_status(fd);
-		log_request(hc, st, 0);
-		send_simple(hc, c, st, keep, head_only);
-		return;
-	}
-	struct stat sb;
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		close(fd);
-		log_request(hc, 404, 0);
-		send_simple(hc, c, 404, keep, head_only);
-		return;
-	}
+	struct stat sb = *sbp;
 	uint64_t size = (uint64_t)sb.st_size, first = 0, last = 0;
 	int rr = weft__http_range_resolve(&hc->req.range, size, &first, &last);
 	struct weft__http_response rs = { .status = 200, .last_modified = sb.st_mtime, .date = time(NULL),
@@ -406,6 +409,127 @@ static void serve_file(struct hconn *hc, weft_conn *c, const char *path, bool he
 	hc->file_off = first;
 	hc->file_end = first + len;
 	pump(hc, c);
+}
+
+/* Opens path beneath the root. A regular file: true, with the descriptor in *fdp and its
+ * fstat in *sb, nothing answered yet. Anything else: the error is answered, false. */
+static bool open_or_answer(struct hconn *hc, weft_conn *c, const char *path, bool head_only, bool keep, int *fdp,
+			   struct stat *sb)
+{
+	int fd = open_beneath(hc->h, path + 1, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
+	if (fd < 0) {
+		int st = errno_status(fd);
+		log_request(hc, st, 0);
+		send_simple(hc, c, st, keep, head_only);
+		return false;
+	}
+	if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
+		close(fd);
+		log_request(hc, 404, 0);
+		send_simple(hc, c, 404, keep, head_only);
+		return false;
+	}
+	*fdp = fd;
+	return true;
+}
+
+static void serve_file(struct hconn *hc, weft_conn *c, const char *path, bool head_only, bool keep)
+{
+	int fd;
+	struct stat sb;
+	if (open_or_answer(hc, c, path, head_only, keep, &fd, &sb))
+		serve_fd(hc, c, path, fd, &sb, head_only, keep);
+}
+
+/* ---- the small-file cache ------------------------------------------------------------------ */
+
+static void fcache_free(void *fc)
+{
+	weft__fcache_destroy(fc);
+}
+
+static struct weft__fcache *thread_cache(weft__http_server *h)
+{
+	struct weft__fcache *fc = pthread_getspecific(h->fkey);
+	if (!fc) {
+		fc = weft__fcache_create(h->fc_max);
+		if (fc && pthread_setspecific(h->fkey, fc) != 0) {
+			weft__fcache_destroy(fc);
+			fc = NULL;
+		}
+	}
+	return fc;
+}
+
+/* A whole-file GET or HEAD (no range): from this thread's cache when the file is small,
+ * in one send of head and body. Answers every case (a miss falls through to serve_fd
+ * with the descriptor already open). */
+static void serve_cached(struct hconn *hc, weft_conn *c, const char *path, size_t pl, bool head_only, bool keep)
+{
+	weft__http_server *h = hc->h;
+	struct weft__fcache *fc = thread_cache(h);
+	if (!fc) {
+		serve_file(hc, c, path, head_only, keep);
+		return;
+	}
+	/* acquire: pairs with the release bump in upload_finish, so an upload answered
+	 * before this request arrived is never hidden by an older entry */
+	uint64_t gen = weft__load_acq(&h->fgen);
+	if (fc->gen != gen) {
+		weft__fcache_flush(fc);
+		fc->gen = gen;
+	}
+	uint32_t hash = weft__fcache_hash(path, pl);
+	struct weft__fcache_entry *e = weft__fcache_find(fc, path, pl, hash);
+	uint64_t now = mono_ns();
+	if (!e || now - e->checked_ns > h->fc_valid_ns) {
+		int fd;
+		struct stat sb;
+		if (!open_or_answer(hc, c, path, head_only, keep, &fd, &sb)) {
+			if (e)
+				weft__fcache_remove(fc, e);
+			return;
+		}
+		if (e && weft__fcache_same(e, &sb)) {
+			e->checked_ns = now;
+		} else {
+			if (e)
+				weft__fcache_remove(fc, e);
+			e = weft__fcache_add(fc, path, pl, hash, fd, &sb, content_type(path), now);
+		}
+		if (!e) {
+			serve_fd(hc, c, path, fd, &sb, head_only, keep);
+			return;
+		}
+		close(fd);
+	}
+	/* the cached head says keep-alive to an HTTP/1.1 client; other answers append their
+	 * Connection line before the blank line */
+	char *o = fc->out;
+	size_t n;
+	bool http10 = hc->req.version_minor == 0;
+	if (keep && !http10) {
+		n = e->head_len;
+		memcpy(o, e->resp, n);
+	} else {
+		static const char cl[] = "Connection: close\r\n\r\n", ka[] = "Connection: keep-alive\r\n\r\n";
+		n = e->head_len - 2;
+		memcpy(o, e->resp, n);
+		const char *line = keep ? ka : cl;
+		size_t ll = keep ? sizeof ka - 1 : sizeof cl - 1;
+		memcpy(o + n, line, ll);
+		n += ll;
+	}
+	memcpy(o + WEFT__FCACHE_DATE_OFF, weft__fcache_date(fc, (int64_t)time(NULL)), 29);
+	if (!head_only) {
+		memcpy(o + n, e->resp + e->head_len, e->body_len);
+		n += e->body_len;
+	}
+	count_status(h, 200);
+	log_request(hc, 200, head_only ? 0 : e->body_len);
+	if (!keep)
+		hc->close_after = true;
+	send_or_close(hc, c, o, n);
 }
 
 /* ---- uploads ----------------------------------------------------------------------------------- */
@@ -535,17 +659,12 @@ static void upload_finish(struct hconn *hc, weft_conn *c, bool keep)
 	hc->up_named = false;
 	hc->uploading = false;
 	weft__fadd_rlx(&h->st.uploads, 1);
+	/* release: the rename above happens before any cache sees the new generation */
+	weft__fadd_rel(&h->fgen, 1);
 	int st = existed ? 204 : 201;
 	if (h->access_log)
 		fprintf(stderr, "weft-server: PUT %s %d\n", hc->up_name, st);
 	send_simple(hc, c, st, keep, false);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- the request loop ------------------------------------------------------------------------ */
@@ -626,6 +745,8 @@ static void process(struct hconn *hc, weft_conn *c)
 		}
 		if (strcmp(path, "/stats") == 0)
 			serve_stats(hc, c, head_only, keep);
+		else if (h->fcache && (q->range.kind == WEFT_HTTP_RANGE_NONE || q->range.kind == WEFT_HTTP_RANGE_IGNORED))
+			serve_cached(hc, c, path, (size_t)pl, head_only, keep);
 		else
 			serve_file(hc, c, path, head_only, keep);
 		hc->discard = q->content_length > 0 ? (uint64_t)q->content_length : 0;
@@ -798,8 +919,18 @@ weft__http_server *weft__http_server_create(const struct weft__http_server_confi
 	h->chunk = h->sq_max / 4 < CHUNK_MAX ? h->sq_max / 4 : CHUNK_MAX;
 	if (h->chunk == 0)
 		h->chunk = 1;
+	if (!cfg->no_file_cache) {
+		h->fc_valid_ns = (uint64_t)(cfg->file_cache_ms ? cfg->file_cache_ms : WEFT_HTTP_FILE_CACHE_MS_DEFAULT) *
+				 1000000ull;
+		h->fc_max = cfg->file_cache_max ? cfg->file_cache_max : WEFT_HTTP_FILE_CACHE_MAX_DEFAULT;
+		if (h->fc_max > h->sq_max / 4)
+			h->fc_max = h->sq_max / 4;   /* one answer always fits the send queue */
+		h->fcache = pthread_key_create(&h->fkey, fcache_free) == 0;
+	}
 	h->net = weft_server_create(&nc, err);
 	if (!h->net) {
+		if (h->fcache)
+			pthread_key_delete(h->fkey);
 		pthread_mutex_destroy(&h->list_mu);
 		close(h->rootfd);
 		free(h);
@@ -848,7 +979,9 @@ void weft__http_server_destroy(weft__http_server *h)
 {
 	if (!h)
 		return;
-	weft_server_destroy(h->net);
+	weft_server_destroy(h->net);   /* joins the port threads: their caches are freed */
+	if (h->fcache)
+		pthread_key_delete(h->fkey);
 	pthread_mutex_destroy(&h->list_mu);
 	close(h->rootfd);
 	free(h);

@@ -14,6 +14,8 @@
 
 #define WEFT_HTTP_MAX_UPLOAD_DEFAULT (1ull << 30)
 #define WEFT_HTTP_HEADER_TIMEOUT_DEFAULT 10000u
+#define WEFT_HTTP_FILE_CACHE_MS_DEFAULT 1000u
+#define WEFT_HTTP_FILE_CACHE_MAX_DEFAULT (32u * 1024u)
 
 struct weft__http_server_config {
 	weft_server_config net;      /* listen, threads, ...; cb, user and idle_timeout_ms are
@@ -24,6 +26,12 @@ struct weft__http_server_config {
 	                              * finishes its head is closed (0: 10000) */
 	bool access_log;             /* one line per request on stderr */
 	bool no_sendfile;            /* file bodies by pread + weft_conn_send, not sendfile */
+	bool no_file_cache;          /* open, fstat and send every file on every request */
+	uint32_t file_cache_ms;      /* a cached small file is checked against the disk at most
+	                              * this long after its last check (0: 1000); uploads through
+	                              * the server are seen at once */
+	uint32_t file_cache_max;     /* largest file cached, bytes (0: 32 KiB; at most a
+	                              * quarter of the send queue) */
 	bool force_walk;             /* open by the O_NOFOLLOW walk even where openat2 works
 	                              * (tests the fallback; symlinks are then never followed) */
 };

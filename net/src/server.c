@@ -111,6 +111,32 @@ static inline void count(uint64_t *c, int64_t d)
 
 static void conn_final(struct weft_conn *c);
 
+/* Inline sends. While a port thread runs on_data or on_write_done of a connection,
+ * weft_conn_send on that same connection, with nothing queued or in flight, first tries
+ * the socket directly (non-blocking): a short answer then costs one send(2) and no trip
+ * through the port (no operation, no completion packet, no thread hand-off). What that
+ * send took is reported by on_write_done right after the callback returns, on the same
+ * thread. Thread-local, so two port threads in callbacks of one connection (on_data and
+ * on_write_done may overlap) never share the count; the bytes stay in order because each
+ * send happens under c->lock with the queue empty. */
+static __thread struct weft_conn *tls_cb_conn;
+static __thread size_t tls_inline_done;
+
+/* Reports to on_write_done what inline sends took during the callback that just
+ * returned, and again for what those reports sent in turn. */
+static void report_inline(struct weft_conn *c)
+{
+	size_t done = tls_inline_done;
+	while (done && c->s->cb.on_write_done) {
+		tls_inline_done = 0;
+		tls_cb_conn = c;
+		c->s->cb.on_write_done(c, done);
+		tls_cb_conn = NULL;
+		done = tls_inline_done;
+	}
+	tls_inline_done = 0;
+}
+
 static inline void conn_ref(struct weft_conn *c)
 {
 	/* relaxed: the caller already holds a reference, so c stays alive */
@@ -218,8 +244,13 @@ static void on_recv(struct weft_conn *c, int status, uint32_t bytes)
 	count(&s->bytes_in, bytes);
 	if (s->idle_ns)
 		weft__store_rlx(&c->last_active, now_ns());   /* relaxed: a hint for the sweeper */
-	if (s->cb.on_data)
+	if (s->cb.on_data) {
+		tls_cb_conn = c;
+		tls_inline_done = 0;
 		s->cb.on_data(c, c->rbuf->data, bytes);
+		tls_cb_conn = NULL;
+		report_inline(c);
+	}
 	int rc = 0;
 	weft_cs_enter(&c->lock);
 	if (!c->closing) {
@@ -301,8 +332,13 @@ static void on_send(struct weft_conn *c, int status, uint32_t bytes)
 		weft__bufpool_put(&s->bufs, b);
 	if (rc < 0)
 		conn_shutdown(c, rc);
-	if (s->cb.on_write_done)
+	if (s->cb.on_write_done) {
+		tls_cb_conn = c;
+		tls_inline_done = 0;
 		s->cb.on_write_done(c, bytes);
+		tls_cb_conn = NULL;
+		report_inline(c);
+	}
 	conn_unref(c);
 }
 
@@ -319,6 +355,25 @@ int weft_conn_send(weft_conn *c, const void *data, size_t len)
 	if (len > s->send_queue_max || c->sq_bytes + len > s->send_queue_max) {
 		weft_cs_leave(&c->lock);
 		return -ENOBUFS;
+	}
+	const char *p = data;
+	if (c == tls_cb_conn && !c->sq_head && !c->sf_inflight) {
+		/* See tls_cb_conn: nothing is queued, so these bytes go first. */
+		ssize_t n = send(c->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0) {
+			tls_inline_done += (size_t)n;
+			count(&s->bytes_out, n);
+			if (s->idle_ns)
+				weft__store_rlx(&c->last_active, now_ns());
+			if ((size_t)n == len) {
+				weft_cs_leave(&c->lock);
+				return 0;
+			}
+			p += n;
+			len -= (size_t)n;
+		}
+		/* -EAGAIN or a short send: the rest through the port; an error is found
+		 * again by the port's send and closes the connection as usual */
 	}
 	/* Fill the tail (unless the kernel is reading it), then fresh buffers. The fresh
 	 * ones are gathered first so that running out of memory queues nothing. */
@@ -339,7 +394,6 @@ int weft_conn_send(weft_conn *c, const void *data, size_t len)
 		*link = b;
 		link = &b->next;
 	}
-	const char *p = data;
 	size_t left = len;
 	if (room) {
 		size_t n = left < room ? left : room;

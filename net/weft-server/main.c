@@ -46,6 +46,13 @@ static void usage(FILE *f)
 		"                       slow client holds no thread and no slot for long (default 10000)\n"
 		"  --access-log         http: one line per request on stderr\n"
 		"  --no-sendfile        http: send file bodies by read + send instead of sendfile\n"
+		"  --file-cache-ms MS   http: each port thread keeps small files (contents and response\n"
+		"                       head) in memory and answers them with one send; an entry is\n"
+		"                       checked against the file (inode, size, mtime, ctime) when MS\n"
+		"                       have passed since its last check, so a file changed on disk is\n"
+		"                       served at most MS late; PUT through the server is seen at once.\n"
+		"                       0 turns the cache off (default 1000)\n"
+		"  --file-cache-max BYTES  http: largest file cached (default 32768)\n"
 		"  --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:8080; port 0: any)\n"
 		"  --threads N          port threads (default: number of CPUs)\n"
 		"  --backend B          uring or epoll (default: uring where the kernel allows it)\n"
@@ -122,7 +129,7 @@ static bool parse_u32(const char *s, uint32_t *out)
 int main(int argc, char **argv)
 {
 	enum { O_MODE = 1, O_LISTEN, O_THREADS, O_BACKEND, O_ACCEPTS, O_MAXCONNS, O_BUF, O_SQ, O_SHUT, O_HELP,
-	       O_ROOT, O_MAXUP, O_HTO, O_ALOG, O_NOSF };
+	       O_ROOT, O_MAXUP, O_HTO, O_ALOG, O_NOSF, O_FCMS, O_FCMAX };
 	static const struct option opts[] = {
 		{ "mode", required_argument, NULL, O_MODE },
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -139,12 +146,15 @@ int main(int argc, char **argv)
 		{ "header-timeout-ms", required_argument, NULL, O_HTO },
 		{ "access-log", no_argument, NULL, O_ALOG },
 		{ "no-sendfile", no_argument, NULL, O_NOSF },
+		{ "file-cache-ms", required_argument, NULL, O_FCMS },
+		{ "file-cache-max", required_argument, NULL, O_FCMAX },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mode = NULL, *backend = NULL, *root = NULL;
 	unsigned long long max_upload = 0;
 	uint32_t header_timeout_ms = 0;
 	bool access_log = false, no_sendfile = false;
+	uint32_t fc_ms = WEFT_HTTP_FILE_CACHE_MS_DEFAULT, fc_max = 0;
 	char *end = NULL;
 	uint32_t shutdown_ms = 5000;
 	weft_server_config cfg = { .listen = "127.0.0.1:8080" };
@@ -171,6 +181,8 @@ int main(int argc, char **argv)
 		case O_HTO: ok &= parse_u32(optarg, &header_timeout_ms); break;
 		case O_ALOG: access_log = true; break;
 		case O_NOSF: no_sendfile = true; break;
+		case O_FCMS: ok &= parse_u32(optarg, &fc_ms); break;
+		case O_FCMAX: ok &= parse_u32(optarg, &fc_max) && fc_max > 0; break;
 		default: ok = false; break;
 		}
 	}
@@ -216,7 +228,8 @@ int main(int argc, char **argv)
 	if (http) {
 		struct weft__http_server_config hc = { .net = cfg, .root = root, .max_upload = max_upload,
 			.header_timeout_ms = header_timeout_ms, .access_log = access_log,
-			.no_sendfile = no_sendfile };
+			.no_sendfile = no_sendfile, .no_file_cache = fc_ms == 0, .file_cache_ms = fc_ms,
+			.file_cache_max = fc_max };
 		hs = weft__http_server_create(&hc, &err);
 		s = hs ? weft__http_server_net(hs) : NULL;
 	} else {

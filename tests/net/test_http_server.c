@@ -26,6 +26,7 @@
 
 #define HEADER_TIMEOUT_MS 1000u
 #define MAX_UPLOAD (64ull << 20)
+#define FILE_CACHE_MS 100u          /* a cached small file is rechecked after this */
 
 struct fixture {
 	char root[64];
@@ -105,7 +106,7 @@ static int setup(void **state)
 
 	struct weft__http_server_config cfg = { .net = { .listen = "127.0.0.1:0", .threads = 2 },
 		.root = f->root, .max_upload = MAX_UPLOAD, .header_timeout_ms = HEADER_TIMEOUT_MS,
-		.no_sendfile = g_copy, .force_walk = g_walk };
+		.no_sendfile = g_copy, .force_walk = g_walk, .file_cache_ms = FILE_CACHE_MS };
 	int err = 0;
 	f->h = weft__http_server_create(&cfg, &err);
 	if (!f->h && err == -ENODEV) {
@@ -640,6 +641,123 @@ static void test_put_roundtrip(void **state)
 	free(p);
 }
 
+/* ---- the small-file cache ------------------------------------------------------------------------ */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+	}
+}
+
+/* GET path on c (keep-alive) and expect 200 with exactly body. */
+static void get_expect(struct client *c, const char *path, const char *body)
+{
+	char req[256];
+	snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+	cl_sends(c, req);
+	struct resp r;
+	assert_true(cl_response(c, &r, false));
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, strlen(body));
+	assert_memory_equal(r.body, body, r.body_len);
+	size_t vl;
+	assert_non_null(find_header(&r, "Date", &vl));
+	assert_int_equal(vl, 29);
+	assert_non_null(find_header(&r, "Last-Modified", &vl));
+	assert_null(find_header(&r, "Connection", &vl));
+	resp_free(&r);
+}
+
+static void test_file_cache(void **state)
+{
+	struct fixture *f = *state;
+	struct client c;
+	cl_open(&c, f->port);
+	/* repeated and pipelined hits: every answer whole and in order (threads = 2, so
+	 * both threads' caches fill) */
+	for (int i = 0; i < 20; i++)
+		get_expect(&c, "/small.txt", "hello, weft\n");
+	char pipe[1024] = "";
+	for (int i = 0; i < 10; i++)
+		strcat(pipe, i % 2 ? "GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n" : "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+	cl_sends(&c, pipe);
+	for (int i = 0; i < 10; i++) {
+		struct resp r;
+		assert_true(cl_response(&c, &r, false));
+		assert_int_equal(r.status, 200);
+		const char *want = i % 2 ? "<p>hi</p>\n" : "hello, weft\n";
+		assert_int_equal(r.body_len, strlen(want));
+		assert_memory_equal(r.body, want, r.body_len);
+		resp_free(&r);
+	}
+	/* HEAD from the cache: the length, no body, the next answer follows at once */
+	cl_sends(&c, "HEAD /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+	struct resp r;
+	assert_true(cl_response(&c, &r, true));
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.content_length, 12);
+	get_expect(&c, "/small.txt", "hello, weft\n");
+
+	/* changed on disk (same inode, other size): served new within FILE_CACHE_MS */
+	write_file(f->root, "small.txt", "hello again, weft\n", 18);
+	sleep_ms(FILE_CACHE_MS * 2 + 50);
+	for (int i = 0; i < 4; i++)
+		get_expect(&c, "/small.txt", "hello again, weft\n");
+	/* replaced by rename (a new inode, the same size and maybe the same mtime second) */
+	write_file(f->root, "tmp.txt", "HELLO AGAIN, WEFT\n", 18);
+	char a[256], b[256];
+	snprintf(a, sizeof a, "%s/tmp.txt", f->root);
+	snprintf(b, sizeof b, "%s/small.txt", f->root);
+	assert_int_equal(rename(a, b), 0);
+	sleep_ms(FILE_CACHE_MS * 2 + 50);
+	for (int i = 0; i < 4; i++)
+		get_expect(&c, "/small.txt", "HELLO AGAIN, WEFT\n");
+	/* removed: 404 once the entry is rechecked */
+	assert_int_equal(unlink(b), 0);
+	sleep_ms(FILE_CACHE_MS * 2 + 50);
+	for (int i = 0; i < 4; i++) {
+		cl_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+		assert_true(cl_response(&c, &r, false));
+		assert_int_equal(r.status, 404);
+		resp_free(&r);
+	}
+	/* an upload through the server is seen at once by every thread's cache */
+	get_expect(&c, "/index.html", "<p>hi</p>\n");
+	get_expect(&c, "/index.html", "<p>hi</p>\n");
+	put(&c, "/index.html", (const unsigned char *)"<p>new</p>\n", 11, &r);
+	assert_int_equal(r.status, 204);
+	resp_free(&r);
+	struct client d;
+	cl_open(&d, f->port);
+	for (int i = 0; i < 4; i++) {
+		get_expect(&c, "/index.html", "<p>new</p>\n");
+		get_expect(&d, "/index.html", "<p>new</p>\n");
+	}
+	cl_close(&d);
+	cl_close(&c);
+
+	/* HTTP/1.0 keep-alive and Connection: close from the cache */
+	cl_open(&c, f->port);
+	cl_sends(&c, "GET /index.html HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	assert_true(cl_response(&c, &r, false));
+	size_t vl;
+	const char *v = find_header(&r, "Connection", &vl);
+	assert_non_null(v);
+	assert_int_equal(strncasecmp(v, "keep-alive", vl), 0);
+	assert_memory_equal(r.body, "<p>new</p>\n", 11);
+	resp_free(&r);
+	cl_sends(&c, "GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+	assert_true(cl_response(&c, &r, false));
+	v = find_header(&r, "Connection", &vl);
+	assert_non_null(v);
+	assert_int_equal(strncasecmp(v, "close", vl), 0);
+	assert_memory_equal(r.body, "<p>new</p>\n", 11);
+	resp_free(&r);
+	assert_true(cl_sees_close(&c));
+	cl_close(&c);
+}
+
 static int count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -1020,6 +1138,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trickling_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_curl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_cache, setup, teardown),
 		/* file bodies by pread + weft_conn_send instead of sendfile */
 		cmocka_unit_test_setup_teardown(test_get, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_head_and_range, setup_copy, teardown),
