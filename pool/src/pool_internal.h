@@ -1,11 +1,17 @@
 /* pool_internal.h - what the thread pool's sources share (pool.c, item.c, work.c, timer.c,
  * pool_wait.c, group.c).
  *
- * Packets on the pool's port. A packet's key says what it is:
+ * Work reaches workers two ways. Normally through the pool's own queue (a bounded
+ * lock-free ring of (fn, arg) cells, fn NULL meaning "one call of the object arg"), which
+ * workers drain before they go back to the port; a submit posts one WAKE packet to the
+ * port only when no worker is awake and looking. When the ring is full or closed
+ * (destroy), through port packets as before. A packet's key says what it is:
  *   WEFT__TP_KEY_ITEM  ov is a struct weft__tp_item (fn, arg) from the item freelist;
  *   WEFT__TP_KEY_OBJ   ov is a struct weft__tp_obj (work, timer or wait object), cast:
  *                      one call of the object's callback;
  *   WEFT__TP_KEY_EXIT  the worker that takes it exits (weft_pool_destroy);
+ *   WEFT__TP_KEY_WAKE  the worker that takes it searches the ring (it holds the pool's
+ *                      "searching" slot the poster reserved for it);
  *   anything else      an I/O completion; the key is the I/O object.
  * weft_port_post never touches ov, so an item is posted as a cast pointer and needs no
  * embedded overlapped.
@@ -28,7 +34,24 @@ enum {
 	WEFT__TP_KEY_ITEM = 1,
 	WEFT__TP_KEY_OBJ = 2,
 	WEFT__TP_KEY_EXIT = 3,
+	WEFT__TP_KEY_WAKE = 4,
 };
+
+/* ---- the pool's queue, pool.c ---- */
+#define WEFT__TP_RING 8192u /* cells; a power of two */
+#define WEFT__TP_RING_CLOSED (1ull << 63)
+/* One cell of the ring (Vyukov's bounded MPMC queue): seq == position means free for
+ * the producer of that position, position + 1 means published for its consumer. fn NULL:
+ * arg is a struct weft__tp_obj, one call of it. */
+struct weft__tp_cell {
+	uint64_t seq;
+	void (*fn)(void *arg);
+	void *arg;
+};
+/* idle word: the low 16 bits count workers searching (awake, looking at the ring, not
+ * running anything), the high 16 bits workers parked in weft_port_get. */
+#define WEFT__TP_SEARCH 1u
+#define WEFT__TP_PARKED 0x10000u
 
 /* ---- items (weft_pool_submit), item.c ---- */
 struct weft__tp_item {
@@ -44,7 +67,7 @@ WEFT_INTERNAL void weft__tp_item_free(struct weft__tp_item *it);
 
 /* ---- worker threads, pool.c ---- */
 enum weft__tp_wstate {
-	WEFT__TP_IDLE = 0,    /* in weft_port_get */
+	WEFT__TP_IDLE = 0,    /* in weft_port_get, or spinning on the ring */
 	WEFT__TP_BUSY = 1,    /* running a callback */
 	WEFT__TP_BLOCKED = 2, /* running a callback, blocked in a weft primitive */
 	WEFT__TP_LONG = 3,    /* running a callback marked may-run-long */
@@ -130,6 +153,20 @@ struct weft_pool {
 	uint32_t concurrency;
 	char name[12];
 
+	/* The ring: rtail (producers; bit 63 WEFT__TP_RING_CLOSED once destroy began, so
+	 * every later push fails and goes the port way), rhead (consumers), the cells. A
+	 * push counts in rtail as a port packet counts in submitted. */
+	WEFT_CACHE_ALIGNED uint64_t rtail;
+	WEFT_CACHE_ALIGNED uint64_t rhead;
+	/* idle: WEFT__TP_SEARCH / WEFT__TP_PARKED counts (see above). Read by every submit,
+	 * written when workers go idle, park or wake. */
+	WEFT_CACHE_ALIGNED uint32_t idle;
+	/* Worker side, written on idle/busy transitions: the spin window (ns) an idle
+	 * worker searches the ring before it parks, adapted to the recent idle gaps. */
+	WEFT_CACHE_ALIGNED uint64_t spin_ns;
+	uint64_t spin_max_ns; /* read-only after create */
+	struct weft__tp_cell *cells;
+
 	/* submitted: 4 per packet posted (items, object calls, reposts); bit0 closing (no more
 	 * weft_pool_submit), bit1 final (threads are told to exit: nothing may be posted).
 	 * Submitters add 4 and look at the flags in the same RMW, so a submit either counts
@@ -179,8 +216,8 @@ struct weft_pool {
 };
 
 WEFT_INTERNAL uint64_t weft__tp_now_ns(void);
-/* Posts one packet of an object; counts it in p->submitted. Aborts on a pool already told
- * to exit (a bug in the caller). */
+/* Queues one call of an object (the ring, or a packet counted in p->submitted). Aborts
+ * on a pool already told to exit (a bug in the caller). */
 WEFT_INTERNAL void weft__tp_post_obj(weft_pool *p, struct weft__tp_obj *o);
 /* Wakes the manager (timers changed, a worker blocked). */
 WEFT_INTERNAL void weft__tp_kick(weft_pool *p);
