@@ -12,6 +12,9 @@
 #include "futex.h"
 #include "pool_internal.h"
 
+/* How long a wait watches calls running elsewhere before it sleeps. */
+#define WEFT__TP_WAIT_SPIN_NS 20000ull
+
 struct weft_work {
 	struct weft__tp_obj obj;
 };
@@ -142,6 +145,22 @@ void weft__tp_obj_wait(struct weft__tp_obj *o, bool cancel_pending)
 				weft__tp_obj_ref(o);
 				run_call(o);
 				weft__tp_obj_unref(o);
+			}
+		}
+	}
+	/* The calls left are running on other threads. Short ones (fork-join at a fine grain)
+	 * finish within microseconds: watch for that briefly before sleeping, which would
+	 * pause this worker in the port and make the pool wake or add another. */
+	if (weft__smp() && weft__load_acq(&o->outstanding) != 0) {
+		uint64_t end = 0;
+		for (uint32_t i = 1; weft__load_acq(&o->outstanding) != 0; i++) {
+			weft_cpu_relax();
+			if ((i & 63) == 0) {
+				uint64_t now = weft__tp_now_ns();
+				if (!end)
+					end = now + WEFT__TP_WAIT_SPIN_NS;
+				else if (now >= end)
+					break;
 			}
 		}
 	}
