@@ -25,8 +25,11 @@
 #include "http_server.h"
 
 #define HEADER_TIMEOUT_MS 1000u
-#define MAX_UPLOAD (64ull << 20)
-#define FILE_CACHE_MS 100u          /* a cached small file is rechecked after this */
+#define MAX_UPLOAD (128ull << 20)
+#define FILE_CACHE_MS 100u
+#ifndef CURL_MB
+#define CURL_MB 100u                /* the curl test's file, in MB (10^6 bytes) */
+#endif          /* a cached small file is rechecked after this */
 
 struct fixture {
 	char root[64];
@@ -1016,13 +1019,28 @@ static void test_trickling_client(void **state)
 
 /* ---- curl, if it is here ---------------------------------------------------------------------- */
 
-static bool files_equal(const char *a, const char *b)
+/* True when a[a_off, a_off + len) equals the whole of b (len bytes long), compared in
+ * chunks, so a 100 MB file never sits in memory whole. */
+static bool files_equal_at(const char *a, uint64_t a_off, const char *b, uint64_t len)
 {
-	size_t na = 0, nb = 0;
-	unsigned char *pa = read_file(a, &na), *pb = read_file(b, &nb);
-	bool eq = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
+	int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
+	struct stat sb;
+	bool eq = fa >= 0 && fb >= 0 && fstat(fb, &sb) == 0 && (uint64_t)sb.st_size == len;
+	size_t cap = 1u << 20;
+	unsigned char *pa = malloc(cap), *pb = malloc(cap);
+	assert_true(pa && pb);
+	for (uint64_t off = 0; eq && off < len;) {
+		size_t want = len - off < cap ? (size_t)(len - off) : cap;
+		ssize_t ra = pread(fa, pa, want, (off_t)(a_off + off)), rb = pread(fb, pb, want, (off_t)off);
+		eq = ra == (ssize_t)want && rb == (ssize_t)want && memcmp(pa, pb, want) == 0;
+		off += want;
+	}
 	free(pa);
 	free(pb);
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
 	return eq;
 }
 
@@ -1045,36 +1063,43 @@ static void test_curl(void **state)
 		fprintf(stderr, "curl is not installed: test_curl skipped\n");
 		skip();
 	}
-	size_t n = (size_t)weft_test_iters(24u << 20) + 5;
-	unsigned char *p = malloc(n);
-	assert_non_null(p);
-	fill(p, n, 11);
-	write_file(f->root, "curl.bin", p, n);
+	/* 100 MB (and an odd tail), as the issue asks, in every build: the bytes move between
+	 * the server and curl (not sanitized), so the sanitizers cost little here */
+	uint64_t n = (uint64_t)CURL_MB * 1000000u + 5;
 	char src[128], out[128], part[128], cmd[1024];
 	snprintf(src, sizeof src, "%s/curl.bin", f->root);
+	{
+		int fd = open(src, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		assert_true(fd >= 0);
+		size_t cap = 1u << 20;
+		unsigned char *chunk = malloc(cap);
+		assert_non_null(chunk);
+		for (uint64_t off = 0; off < n; off += cap) {
+			size_t k = n - off < cap ? (size_t)(n - off) : cap;
+			fill(chunk, k, (uint32_t)(off >> 20) * 2654435761u + 11);
+			assert_int_equal(write(fd, chunk, k), (ssize_t)k);
+		}
+		free(chunk);
+		close(fd);
+	}
 	snprintf(out, sizeof out, "%s.out", f->root);
 	snprintf(part, sizeof part, "%s.part", f->root);
 	/* GET */
 	snprintf(cmd, sizeof cmd, "curl -sS -f --max-time 60 -o '%s' http://127.0.0.1:%d/curl.bin", out, f->port);
 	assert_int_equal(system(cmd), 0);
-	assert_true(files_equal(src, out));
+	assert_true(files_equal_at(src, 0, out, n));
 	/* a range, as a resumed download asks */
 	snprintf(cmd, sizeof cmd, "curl -sS -f --max-time 60 -r 1000- -o '%s' http://127.0.0.1:%d/curl.bin", part,
 		 f->port);
 	assert_int_equal(system(cmd), 0);
-	size_t pn = 0;
-	unsigned char *pp = read_file(part, &pn);
-	assert_non_null(pp);
-	assert_int_equal(pn, n - 1000);
-	assert_memory_equal(pp, p + 1000, pn);
-	free(pp);
+	assert_true(files_equal_at(src, 1000, part, n - 1000));
 	/* PUT with -T, then the bytes on disk */
 	snprintf(cmd, sizeof cmd, "curl -sS -f --max-time 60 -T '%s' -o /dev/null http://127.0.0.1:%d/sub/c.bin",
 		 src, f->port);
 	assert_int_equal(system(cmd), 0);
 	char up[128];
 	snprintf(up, sizeof up, "%s/sub/c.bin", f->root);
-	assert_true(files_equal(src, up));
+	assert_true(files_equal_at(src, 0, up, n));
 	/* SHA-256 both ways, as a user would check it */
 	snprintf(cmd, sizeof cmd,
 		 "command -v sha256sum >/dev/null || exit 0; a=$(sha256sum < '%s'); b=$(sha256sum < '%s'); "
@@ -1095,7 +1120,7 @@ static void test_curl(void **state)
 	assert_non_null(heads);
 	heads[hn] = '\0';
 	char want[64];
-	snprintf(want, sizeof want, "Content-Length: %zu\r\n", n);
+	snprintf(want, sizeof want, "Content-Length: %llu\r\n", (unsigned long long)n);
 	assert_non_null(strstr(heads, want));
 	assert_non_null(strstr(heads, "HTTP/1.1 200 OK"));
 	free(heads);
@@ -1121,7 +1146,6 @@ static void test_curl(void **state)
 	free(big);
 	unlink(out);
 	unlink(part);
-	free(p);
 }
 
 int main(void)
