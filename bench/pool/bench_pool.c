@@ -22,14 +22,15 @@
  *   need; libuv: uv_run), then sleeps g us before the next. gap 0: the
  *   pool is idle but just finished an item (a worker may still be spinning); gap 1000: the
  *   workers had 1 ms to fall asleep. start_p50_us, start_p99_us, start_max_us; same_cpu:
- *   the share of items that started on the CPU the submitter submitted from.
+ *   the share of items that started on the CPU the submitter submitted from; cpu_us_item:
+ *   process CPU us per sample, gap included (a worker spinning through the gap shows here).
  * pool_idle/<impl>: after one item, the process's CPU time over a 200 ms sleep of the
  *   benchmark thread (quick: 20 ms): cpu_us_idle.
  * pool_fj/<impl>/cutoff:<c>: recursive Fibonacci of FJ_N: a node at n >= cutoff runs
  *   fib(n-1) as a child (a new weft_work, submitted) and fib(n-2) itself, then waits for
  *   the child with weft_work_wait (which on a pool thread runs the child inline if no
  *   worker took it yet); below the cutoff it recurses sequentially. seq is the same
- *   recursion without a pool. ms_op: wall ms per fib; speedup: only on weft rows, seq time
+ *   recursion without a pool. ms_op: wall ms per fib (cpu_ms_op: process CPU); speedup: only on weft rows, seq time
  *   (same run order, measured just before) / this time is in the summary.
  */
 #include <errno.h>
@@ -622,6 +623,7 @@ static inline __attribute__((always_inline)) void latency_body(weft_bench_state 
 	int64_t cap = weft_bench_max_iterations(st);
 	uint64_t *s = malloc(sizeof *s * (size_t)(cap > 0 ? cap : 1));
 	size_t n = 0, same = 0;
+	uint64_t c0 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
 	while (weft_bench_batch(st, 1)) {
 		__atomic_store_n(&l->done, 0, __ATOMIC_RELAXED);
 		int mycpu = sched_getcpu();
@@ -643,12 +645,15 @@ static inline __attribute__((always_inline)) void latency_body(weft_bench_state 
 				;
 		}
 	}
+	uint64_t c1 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
 	apool_destroy(&a);
 	free(l);
 	if (!n) {
 		free(s);
 		return;
 	}
+	/* process CPU per sample, the gap included: what a spinning worker costs */
+	weft_bench_counter(st, "cpu_us_item", (double)(c1 - c0) / 1e3 / (double)n, WEFT_BENCH_PLAIN);
 	qsort(s, n, sizeof *s, cmp_u64);
 	weft_bench_counter(st, "start_p50_us", (double)s[n / 2] / 1e3, WEFT_BENCH_PLAIN);
 	weft_bench_counter(st, "start_p99_us", (double)s[(n * 99) / 100] / 1e3, WEFT_BENCH_PLAIN);
@@ -768,15 +773,17 @@ static uint64_t fj_rec(weft_pool *pool, int n, int cutoff)
 static void bm_fj_seq(weft_bench_state *st, void *ctx)
 {
 	(void)ctx;
-	uint64_t n = 0, r = 0, w0 = bench_now_ns(CLOCK_MONOTONIC);
+	uint64_t n = 0, r = 0, w0 = bench_now_ns(CLOCK_MONOTONIC), c0 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
 	while (weft_bench_batch(st, 1)) {
 		r = fib_seq(fj_n());
 		WEFT_BENCH_KEEP(r);
 		n++;
 	}
-	uint64_t w1 = bench_now_ns(CLOCK_MONOTONIC);
-	if (n)
+	uint64_t w1 = bench_now_ns(CLOCK_MONOTONIC), c1 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
+	if (n) {
 		weft_bench_counter(st, "ms_op", (double)(w1 - w0) / (double)n / 1e6, WEFT_BENCH_PLAIN);
+		weft_bench_counter(st, "cpu_ms_op", (double)(c1 - c0) / (double)n / 1e6, WEFT_BENCH_PLAIN);
+	}
 }
 
 static void bm_fj_weft(weft_bench_state *st, void *ctx)
@@ -790,11 +797,12 @@ static void bm_fj_weft(weft_bench_state *st, void *ctx)
 		return;
 	}
 	const uint64_t want = fib_seq(fj_n());
-	uint64_t n = 0, bad = 0, w0 = 0;
+	uint64_t n = 0, bad = 0, w0 = 0, c0 = 0;
 	bool first = true;
 	while (weft_bench_batch(st, 1)) {
 		if (first) {
 			w0 = bench_now_ns(CLOCK_MONOTONIC);
+			c0 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
 			first = false;
 		}
 		fj_node root = {.n = fj_n(), .cutoff = cutoff, .pool = p};
@@ -807,7 +815,7 @@ static void bm_fj_weft(weft_bench_state *st, void *ctx)
 		bad += root.res != want;
 		n++;
 	}
-	uint64_t w1 = bench_now_ns(CLOCK_MONOTONIC);
+	uint64_t w1 = bench_now_ns(CLOCK_MONOTONIC), c1 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
 	weft_pool_stats ps;
 	weft_pool_get_stats(p, &ps);
 	weft_pool_destroy(p);
@@ -817,6 +825,7 @@ static void bm_fj_weft(weft_bench_state *st, void *ctx)
 	}
 	if (n) {
 		weft_bench_counter(st, "ms_op", (double)(w1 - w0) / (double)n / 1e6, WEFT_BENCH_PLAIN);
+		weft_bench_counter(st, "cpu_ms_op", (double)(c1 - c0) / (double)n / 1e6, WEFT_BENCH_PLAIN);
 		weft_bench_counter(st, "threads_end", (double)ps.threads, WEFT_BENCH_PLAIN);
 		weft_bench_counter(st, "injected", (double)ps.injected, WEFT_BENCH_PLAIN);
 	}

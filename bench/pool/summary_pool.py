@@ -177,12 +177,17 @@ def sections(path, more=()):
     gs = args("pool_latency")
     if gs:
         out += ["Submit-to-start latency of one item on an idle pool, us: p50 / p99 / max "
-                "(gap: sleep between items) [share of items that started on the submitter's CPU].", ""]
+                "(gap: sleep between items) [share of items that started on the submitter's CPU] "
+                "{process CPU us per sample, gap included}.", ""]
         rows = []
+
+        def cpu(i, a):
+            v = g("pool_latency", i, a, "cpu_us_item")
+            return "" if v is None else f" {{{_fmt(v)}}}"
         for i in impls("pool_latency"):
             rows.append([i] + [" / ".join(_fmt(g("pool_latency", i, a, m)) for m in
                                           ("start_p50_us", "start_p99_us", "start_max_us")) +
-                               same("pool_latency", i, a) for a in gs])
+                               same("pool_latency", i, a) + cpu(i, a) for a in gs])
         table(["pool"] + [f"gap {a} us" for a in gs], rows)
         for a in gs:
             p50, p99 = g("pool_latency", "weft_submit", a, "start_p50_us"), g("pool_latency", "weft_submit", a, "start_p99_us")
@@ -200,14 +205,14 @@ def sections(path, more=()):
                  v <= 2000.0 * ms / 200.0)
     if impls("pool_fj"):
         seq = g("pool_fj", "seq", "", "ms_op")
-        rows = [["seq", "", _fmt(seq), "1.00", ""]]
+        rows = [["seq", "", f"{_fmt(seq)} ({_fmt(g('pool_fj', 'seq', '', 'cpu_ms_op'))})", "1.00", ""]]
         for a in args("pool_fj"):
             if not a:
                 continue
             v = g("pool_fj", "weft_work", a, "ms_op")
-            rows.append(["weft_work", a, _fmt(v), _fmt(ratio(seq, v), 2),
-                         _fmt(g("pool_fj", "weft_work", a, "injected"))])
-        out += ["Fork-join Fibonacci: ms per fib (speed-up = seq / row; 2 CPUs).", ""]
+            rows.append(["weft_work", a, f"{_fmt(v)} ({_fmt(g('pool_fj', 'weft_work', a, 'cpu_ms_op'))})",
+                         _fmt(ratio(seq, v), 2), _fmt(g("pool_fj", "weft_work", a, "injected"))])
+        out += ["Fork-join Fibonacci: ms per fib, process CPU ms in brackets (speed-up = seq / row; 2 CPUs).", ""]
         table(["impl", "cutoff", "ms", "speed-up", "threads injected"], rows)
     if goals:
         out += ["## Goals of issues 5 and 6 (from this run)", ""]

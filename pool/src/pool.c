@@ -53,7 +53,7 @@
 #define WEFT__TP_CHECK_NS (10ull * 1000000ull)
 #define WEFT__TP_DEFAULT_IDLE_MS 10000u
 #define WEFT__TP_STALL_NS (1000ull * 1000000ull)
-#define WEFT__TP_SPIN_BASE_NS 50000ull
+#define WEFT__TP_SPIN_BASE_NS 20000ull
 #define WEFT__TP_SPIN_MAX_NS 2000000ull
 #define WEFT__TP_POLL_NS 64000ull
 
