@@ -1,5 +1,6 @@
 /* http_cache.c - the per-thread cache of small files (see http_cache.h). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,10 +108,11 @@ struct weft__fcache_entry *weft__fcache_add(struct weft__fcache *fc, const char 
 	struct weft__fcache_entry *e = calloc(1, sizeof *e + len + 1);
 	if (!e)
 		return NULL;
-	char head[HEAD_MAX];
+	char head[HEAD_MAX], etag[64];
+	weft__http_etag(etag, sizeof etag, sb);
 	struct weft__http_response rs = { .status = 200, .content_length = (int64_t)size,
 		.last_modified = sb->st_mtime, .date = time(NULL), .content_type = ctype, .keep_alive = true,
-		.accept_ranges = true };
+		.accept_ranges = true, .etag = etag };
 	int hl = weft__http_format_response(head, sizeof head, &rs);
 	e->resp = hl > 0 ? malloc((size_t)hl + size + 1) : NULL;
 	if (!e->resp) {
@@ -152,6 +154,13 @@ struct weft__fcache_entry *weft__fcache_add(struct weft__fcache *fc, const char 
 	fc->entries++;
 	fc->bytes += e->head_len + e->body_len + e->path_len;
 	return e;
+}
+
+void weft__http_etag(char *out, size_t cap, const void *stat_buf)
+{
+	const struct stat *sb = stat_buf;
+	snprintf(out, cap, "\"%llx-%llx-%llx\"", (unsigned long long)sb->st_ino, (unsigned long long)sb->st_size,
+		 (unsigned long long)ts_ns(&sb->st_mtim));
 }
 
 const char *weft__fcache_date(struct weft__fcache *fc, int64_t now_sec)

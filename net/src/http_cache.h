@@ -72,6 +72,8 @@ WEFT_INTERNAL struct weft__fcache_entry *weft__fcache_add(struct weft__fcache *f
                                                           const char *ctype, uint64_t now_ns);
 /* True when the entry still describes the file fd was opened on (stat_buf: its fstat). */
 WEFT_INTERNAL bool weft__fcache_same(const struct weft__fcache_entry *e, const void *stat_buf);
+/* The entity tag of a file: "inode-size-mtime_ns" in hex, quoted (at least 64 bytes). */
+WEFT_INTERNAL void weft__http_etag(char *out, size_t cap, const void *stat_buf);
 /* The current second's IMF-fixdate (29 characters), refreshed when the second changes. */
 WEFT_INTERNAL const char *weft__fcache_date(struct weft__fcache *fc, int64_t now_sec);
 

@@ -245,6 +245,10 @@ static int note_header(struct weft__http_request *r, const char *n, size_t nn, c
 				parse_range(&r->range, v, vn);
 		}
 		break;
+	case 'i':
+		if (eq_ci(n, nn, "if-none-match") || eq_ci(n, nn, "if-modified-since") || eq_ci(n, nn, "if-range"))
+			r->conditional = true;
+		break;
 	case 't':
 		if (eq_ci(n, nn, "transfer-encoding"))
 			r->te_ = 1;
@@ -627,6 +631,11 @@ int weft__http_format_response(char *out, size_t cap, const struct weft__http_re
 	puts_(&b, "Server: weft\r\n");
 	if (r->last_modified >= 0)
 		put_date(&b, "Last-Modified: ", r->last_modified);
+	if (r->etag) {
+		puts_(&b, "ETag: ");
+		puts_(&b, r->etag);
+		put(&b, "\r\n", 2);
+	}
 	if (r->content_type) {
 		puts_(&b, "Content-Type: ");
 		puts_(&b, r->content_type);
@@ -660,4 +669,81 @@ int weft__http_format_response(char *out, size_t cap, const struct weft__http_re
 		puts_(&b, "Connection: keep-alive\r\n");
 	put(&b, "\r\n", 2);
 	return b.ok ? (int)b.len : -ENOSPC;
+}
+
+/* ---- validators ---------------------------------------------------------------------------- */
+
+static bool digits(const char *p, size_t n, unsigned *out)
+{
+	unsigned v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(p[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+int weft__http_parse_date(const char *s, size_t len, int64_t *out)
+{
+	static const char mo[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	/* "Sun, 06 Nov 1994 08:49:37 GMT": 29 bytes, fixed positions */
+	if (len != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+	    s[19] != ':' || s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0)
+		return -EINVAL;
+	unsigned d, y, hh, mm, ss, m = 0;
+	if (!digits(s + 5, 2, &d) || !digits(s + 12, 4, &y) || !digits(s + 17, 2, &hh) ||
+	    !digits(s + 20, 2, &mm) || !digits(s + 23, 2, &ss))
+		return -EINVAL;
+	while (m < 12 && memcmp(mo + 3 * m, s + 8, 3) != 0)
+		m++;
+	if (m == 12 || d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60)
+		return -EINVAL;
+	m++;
+	/* days from 1970-01-01 (the inverse of weft__http_format_date's civil calendar) */
+	int64_t yy = (int64_t)y - (m <= 2);
+	int64_t era = (yy >= 0 ? yy : yy - 399) / 400;
+	int64_t yoe = yy - era * 400;
+	int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	int64_t days = era * 146097 + doe - 719468;
+	*out = days * 86400 + hh * 3600 + mm * 60 + ss;
+	return 0;
+}
+
+bool weft__http_etag_match(const char *list, size_t len, const char *etag, bool weak)
+{
+	size_t el = strlen(etag);
+	const char *e = etag;
+	if (weak && el > 2 && e[0] == 'W' && e[1] == '/') {
+		e += 2;
+		el -= 2;
+	}
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+			i++;
+		if (i >= len)
+			break;
+		if (list[i] == '*')
+			return true;
+		bool w = false;
+		if (len - i > 2 && list[i] == 'W' && list[i + 1] == '/') {
+			w = true;
+			i += 2;
+		}
+		if (list[i] != '"')
+			return false;   /* malformed: no match */
+		size_t j = i + 1;
+		while (j < len && list[j] != '"')
+			j++;
+		if (j >= len)
+			return false;
+		size_t tl = j + 1 - i;
+		if ((weak || !w) && tl == el && memcmp(list + i, e, el) == 0)
+			return true;
+		i = j + 1;
+	}
+	return false;
 }

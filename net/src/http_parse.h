@@ -98,6 +98,7 @@ struct weft__http_request {
 	uint8_t version_minor;              /* 0 or 1 (HTTP/1.x above 1 counts as 1) */
 	bool keep_alive;                    /* after Connection and the version default */
 	bool expect_continue;               /* Expect: 100-continue */
+	bool conditional;                   /* If-None-Match, If-Modified-Since or If-Range seen */
 	int64_t content_length;             /* -1: no Content-Length */
 	struct weft__http_slice method_s;   /* the method token as sent */
 	struct weft__http_slice target;     /* the request target as sent */
@@ -163,6 +164,7 @@ struct weft__http_response {
 	int64_t last_modified;              /* Unix seconds; -1: omitted */
 	int64_t date;                       /* Unix seconds; -1: omitted */
 	const char *content_type;           /* NULL: omitted */
+	const char *etag;                   /* the quoted entity tag; NULL: omitted */
 	bool keep_alive;                    /* false: Connection: close */
 	bool http10_client;                 /* keep-alive with a 1.0 client is said explicitly */
 	bool accept_ranges;                 /* Accept-Ranges: bytes */
@@ -184,5 +186,16 @@ WEFT_INTERNAL const char *weft__http_reason(int status);
  * (at least 30 bytes; 29 characters and a NUL). Returns 29, or -EINVAL if t is out of the
  * years 0..9999. */
 WEFT_INTERNAL int weft__http_format_date(char *out, size_t cap, int64_t t);
+
+/* Parses an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", exactly 29 bytes) into Unix
+ * seconds. The obsolete RFC 850 and asctime forms are not accepted (-EINVAL): a
+ * conditional header with a date weft cannot read is ignored, as RFC 9110 13.1.3 allows. */
+WEFT_INTERNAL int weft__http_parse_date(const char *s, size_t len, int64_t *out);
+
+/* True when the If-None-Match / If-Range style list (entity tags separated by commas, or
+ * "*") holds etag. weak: the weak comparison (W/ prefixes ignored, for If-None-Match);
+ * else the strong one (a weak tag never matches, for If-Range). A malformed list matches
+ * nothing. */
+WEFT_INTERNAL bool weft__http_etag_match(const char *list, size_t len, const char *etag, bool weak);
 
 #endif

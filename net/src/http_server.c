@@ -347,17 +347,69 @@ static void serve_stats(struct hconn *hc, weft_conn *c, bool head_only, bool kee
 		send_or_close(hc, c, body, (size_t)blen);
 }
 
+/* If-None-Match, else If-Modified-Since (RFC 9110 13.2.2): true when the answer is 304. */
+static bool not_modified(struct hconn *hc, const char *etag, int64_t mtime)
+{
+	size_t len;
+	const char *v = weft__http_header_get(&hc->req, hc->in, "If-None-Match", &len);
+	if (v)
+		return weft__http_etag_match(v, len, etag, true);
+	v = weft__http_header_get(&hc->req, hc->in, "If-Modified-Since", &len);
+	int64_t t;
+	return v && weft__http_parse_date(v, len, &t) == 0 && mtime <= t;
+}
+
+/* If-Range (RFC 9110 13.1.5): the Range applies only while the validator still matches
+ * (an entity tag by the strong comparison, or exactly the Last-Modified date). */
+static bool range_applies(struct hconn *hc, const char *etag, int64_t mtime)
+{
+	size_t len;
+	const char *v = weft__http_header_get(&hc->req, hc->in, "If-Range", &len);
+	if (!v)
+		return true;
+	if (len && (v[0] == '"' || v[0] == 'W'))
+		return weft__http_etag_match(v, len, etag, false);
+	int64_t t;
+	return weft__http_parse_date(v, len, &t) == 0 && t == mtime;
+}
+
+static void send_not_modified(struct hconn *hc, weft_conn *c, const char *etag, int64_t mtime, bool keep)
+{
+	struct weft__http_response rs = { .status = 304, .content_length = -1, .last_modified = mtime,
+		.date = time(NULL), .etag = etag, .keep_alive = keep, .http10_client = hc->req.version_minor == 0 };
+	char head[512];
+	int n = weft__http_format_response(head, sizeof head, &rs);
+	count_status(hc->h, 304);
+	log_request(hc, 304, 0);
+	if (!keep)
+		hc->close_after = true;
+	if (n > 0)
+		send_or_close(hc, c, head, (size_t)n);
+}
+
 /* Answers with the open regular file fd (sb: its fstat); takes fd. */
 static void serve_fd(struct hconn *hc, weft_conn *c, const char *path, int fd, const struct stat *sbp,
 		     bool head_only, bool keep)
 {
 	weft__http_server *h = hc->h;
 	struct stat sb = *sbp;
+	char etag[64];
+	weft__http_etag(etag, sizeof etag, &sb);
+	struct weft__http_range range = hc->req.range;
+	if (hc->req.conditional) {
+		if (not_modified(hc, etag, sb.st_mtime)) {
+			close(fd);
+			send_not_modified(hc, c, etag, sb.st_mtime, keep);
+			return;
+		}
+		if (range.kind != WEFT_HTTP_RANGE_NONE && !range_applies(hc, etag, sb.st_mtime))
+			range.kind = WEFT_HTTP_RANGE_NONE;   /* changed since: the whole file, 200 */
+	}
 	uint64_t size = (uint64_t)sb.st_size, first = 0, last = 0;
-	int rr = weft__http_range_resolve(&hc->req.range, size, &first, &last);
+	int rr = weft__http_range_resolve(&range, size, &first, &last);
 	struct weft__http_response rs = { .status = 200, .last_modified = sb.st_mtime, .date = time(NULL),
 		.content_type = content_type(path), .keep_alive = keep,
-		.http10_client = hc->req.version_minor == 0, .accept_ranges = true };
+		.http10_client = hc->req.version_minor == 0, .accept_ranges = true, .etag = etag };
 	uint64_t len = size;
 	if (rr == -ERANGE) {
 		close(fd);
@@ -745,7 +797,8 @@ static void process(struct hconn *hc, weft_conn *c)
 		}
 		if (strcmp(path, "/stats") == 0)
 			serve_stats(hc, c, head_only, keep);
-		else if (h->fcache && (q->range.kind == WEFT_HTTP_RANGE_NONE || q->range.kind == WEFT_HTTP_RANGE_IGNORED))
+		else if (h->fcache && !q->conditional &&
+			 (q->range.kind == WEFT_HTTP_RANGE_NONE || q->range.kind == WEFT_HTTP_RANGE_IGNORED))
 			serve_cached(hc, c, path, (size_t)pl, head_only, keep);
 		else
 			serve_file(hc, c, path, head_only, keep);

@@ -37,6 +37,7 @@ static void assert_same_request(const struct weft__http_request *a, const struct
 	assert_int_equal(a->version_minor, b->version_minor);
 	assert_int_equal(a->keep_alive, b->keep_alive);
 	assert_int_equal(a->expect_continue, b->expect_continue);
+	assert_int_equal(a->conditional, b->conditional);
 	assert_int_equal(a->content_length, b->content_length);
 	assert_memory_equal(&a->method_s, &b->method_s, sizeof a->method_s);
 	assert_memory_equal(&a->target, &b->target, sizeof a->target);
@@ -738,6 +739,70 @@ static void test_http_parse_format_date(void **state)
 	}
 }
 
+/* ---- validators: dates and entity tags ------------------------------------------------------- */
+
+static void test_http_parse_dates_and_etags(void **state)
+{
+	(void)state;
+	int64_t t = 0;
+	const char *s = "Sun, 06 Nov 1994 08:49:37 GMT";
+	assert_int_equal(weft__http_parse_date(s, strlen(s), &t), 0);
+	assert_int_equal(t, 784111777);
+	/* the inverse of the formatter across 1800..2400, leap days included */
+	uint64_t x = 88172645463325252ull;
+	char d[30];
+	for (int i = 0; i < 20000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		int64_t want = (int64_t)(x % 18934560000ull) - 5364662400ll;
+		assert_int_equal(weft__http_format_date(d, sizeof d, want), 29);
+		assert_int_equal(weft__http_parse_date(d, 29, &t), 0);
+		if (t != want)
+			fail_msg("[%s]: %lld, want %lld", d, (long long)t, (long long)want);
+	}
+	/* what is refused: other forms, bad fields, wrong lengths */
+	static const char *const bad[] = {
+		"Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC",
+		"Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:49:37 GMT",
+		"Sun, 06 Nov 1994 08:60:37 GMT", "Sun, 0x Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GM",
+		"", "Sun, 06 Nov 1994 08:49:37 GMT ",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (weft__http_parse_date(bad[i], strlen(bad[i]), &t) != -EINVAL)
+			fail_msg("accepted [%s]", bad[i]);
+
+	const char *tag = "\"1a-2b-3c\"";
+#define M(list, weak) weft__http_etag_match(list, strlen(list), tag, weak)
+	assert_true(M("\"1a-2b-3c\"", true));
+	assert_true(M("\"1a-2b-3c\"", false));
+	assert_true(M("*", true));
+	assert_true(M("\"x\", \"1a-2b-3c\"", true));
+	assert_true(M("\"x\",\"1a-2b-3c\" , \"y\"", false));
+	assert_true(M("W/\"1a-2b-3c\"", true));    /* weak comparison: W/ ignored */
+	assert_false(M("W/\"1a-2b-3c\"", false));  /* strong: a weak tag never matches */
+	assert_false(M("\"1a-2b-3d\"", true));
+	assert_false(M("\"1a-2b-3c", true));        /* unterminated */
+	assert_false(M("1a-2b-3c", true));           /* unquoted */
+	assert_false(M("", true));
+#undef M
+
+	/* the parser flags conditional requests, and only those */
+	struct weft__http_request r;
+	const char *req = "GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\n\r\n";
+	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
+	assert_true(r.conditional);
+	req = "GET / HTTP/1.1\r\nHost: a\r\nif-modified-since: x\r\n\r\n";
+	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
+	assert_true(r.conditional);
+	req = "GET / HTTP/1.1\r\nHost: a\r\nIf-Range: x\r\nRange: bytes=1-2\r\n\r\n";
+	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
+	assert_true(r.conditional);
+	req = "GET / HTTP/1.1\r\nHost: a\r\nIf-Match: x\r\nIf: y\r\n\r\n";
+	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
+	assert_false(r.conditional);
+}
+
 static struct weft__http_response base_response(int status)
 {
 	return (struct weft__http_response){ .status = status, .content_length = -1, .last_modified = -1,
@@ -897,6 +962,7 @@ int main(void)
 		cmocka_unit_test(test_http_parse_range_resolve),
 		cmocka_unit_test(test_http_parse_path_decode),
 		cmocka_unit_test(test_http_parse_format_date),
+		cmocka_unit_test(test_http_parse_dates_and_etags),
 		cmocka_unit_test(test_http_parse_format_response),
 		cmocka_unit_test(test_http_parse_mutations),
 	};

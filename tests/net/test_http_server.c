@@ -761,6 +761,95 @@ static void test_file_cache(void **state)
 	cl_close(&c);
 }
 
+/* ---- conditional requests ---------------------------------------------------------------------- */
+
+/* One request on c; the status (body read unless HEAD or 304). */
+static int ask(struct client *c, const char *req, struct resp *r)
+{
+	cl_sends(c, req);
+	assert_true(cl_response(c, r, strncmp(req, "HEAD ", 5) == 0));
+	return r->status;
+}
+
+static void test_conditional(void **state)
+{
+	struct fixture *f = *state;
+	struct client c;
+	cl_open(&c, f->port);
+	struct resp r;
+	char req[512], etag[128], lm[64];
+	size_t vl;
+	for (int k = 0; k < 2; k++) {   /* small.txt (the cache), data.bin (sendfile) */
+		const char *path = k ? "/data.bin" : "/small.txt";
+		snprintf(req, sizeof req, "HEAD %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+		assert_int_equal(ask(&c, req, &r), 200);
+		const char *v = find_header(&r, "ETag", &vl);
+		assert_non_null(v);
+		assert_true(vl > 2 && vl < sizeof etag && v[0] == '"' && v[vl - 1] == '"');
+		memcpy(etag, v, vl);
+		etag[vl] = '\0';
+		v = find_header(&r, "Last-Modified", &vl);
+		assert_non_null(v);
+		assert_int_equal(vl, 29);
+		memcpy(lm, v, vl);
+		lm[vl] = '\0';
+		/* If-None-Match: the tag, a list holding it, *, its weak form: 304 without a body */
+		const char *inm[] = { etag, NULL, "*", NULL };
+		char list[256], weak[160];
+		snprintf(list, sizeof list, "\"nope\", %s", etag);
+		snprintf(weak, sizeof weak, "W/%s", etag);
+		inm[1] = list;
+		inm[3] = weak;
+		for (int i = 0; i < 4; i++) {
+			snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n\r\n", path, inm[i]);
+			assert_int_equal(ask(&c, req, &r), 304);
+			assert_int_equal(r.content_length, -1);
+			v = find_header(&r, "ETag", &vl);
+			assert_non_null(v);
+			assert_int_equal(strncmp(v, etag, vl), 0);
+		}
+		/* another tag: 200 and the bytes, even with a matching If-Modified-Since (the
+		 * tag decides when both are sent) */
+		snprintf(req, sizeof req,
+			 "GET %s HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"nope\"\r\nIf-Modified-Since: %s\r\n\r\n", path, lm);
+		assert_int_equal(ask(&c, req, &r), 200);
+		assert_int_equal(r.body_len, k ? f->data_len : 12);
+		resp_free(&r);
+		/* If-Modified-Since: the same date or later 304; earlier 200; unreadable 200 */
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: %s\r\n\r\n", path, lm);
+		assert_int_equal(ask(&c, req, &r), 304);
+		snprintf(req, sizeof req,
+			 "GET %s HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT\r\n\r\n", path);
+		assert_int_equal(ask(&c, req, &r), 304);
+		snprintf(req, sizeof req,
+			 "HEAD %s HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n", path);
+		assert_int_equal(ask(&c, req, &r), 200);
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: yesterday\r\n\r\n", path);
+		assert_int_equal(ask(&c, req, &r), 200);
+		resp_free(&r);
+		/* If-Range: the tag or the date keeps the range (206); another tag, a weak one or
+		 * another date sends the whole file (200) */
+		const char *ir[] = { etag, lm, "\"nope\"", weak, "Thu, 01 Jan 1970 00:00:00 GMT" };
+		for (int i = 0; i < 5; i++) {
+			snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nRange: bytes=2-5\r\nIf-Range: %s\r\n\r\n",
+				 path, ir[i]);
+			int st = ask(&c, req, &r);
+			if (i < 2) {
+				assert_int_equal(st, 206);
+				assert_int_equal(r.body_len, 4);
+				assert_memory_equal(r.body, k ? (const char *)f->data + 2 : "llo,", 4);
+			} else {
+				assert_int_equal(st, 200);
+				assert_int_equal(r.body_len, k ? f->data_len : 12);
+			}
+			resp_free(&r);
+		}
+	}
+	/* the connection stayed usable throughout (keep-alive after 304) */
+	get_expect(&c, "/small.txt", "hello, weft\n");
+	cl_close(&c);
+}
+
 static int count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -1163,6 +1252,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_trickling_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_curl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conditional, setup, teardown),
 		/* file bodies by pread + weft_conn_send instead of sendfile */
 		cmocka_unit_test_setup_teardown(test_get, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_head_and_range, setup_copy, teardown),
