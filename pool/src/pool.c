@@ -19,7 +19,8 @@
  *
  * Idle workers: the first to go idle takes the searching slot and spins on the ring for a
  * window before it parks (never more than one spinner; it polls the port for I/O every
- * 64 us). The window adapts: after an idle gap of d <= spin_max_ns that ended with work,
+ * 64 us, and parks at once when it finds it was descheduled for 50 us between two looks:
+ * other threads want the CPU). The window adapts: after an idle gap of d <= spin_max_ns that ended with work,
  * it becomes 1.5 d, after a longer one back to the base (WEFT__TP_SPIN_BASE_NS). So a
  * pool fed every millisecond starts items without a futex wake-up, and an idle pool spins
  * at most spin_max_ns once, then sleeps (WEFT_POOL_SPIN_US sets spin_max, 0: base only).
@@ -56,6 +57,7 @@
 #define WEFT__TP_SPIN_BASE_NS 20000ull
 #define WEFT__TP_SPIN_MAX_NS 2000000ull
 #define WEFT__TP_POLL_NS 64000ull
+#define WEFT__TP_SPIN_PREEMPT_NS 50000ull
 
 /* Sequentially consistent operations for the wake protocol (the Dekker pairs in the
  * comment on top; ThreadSanitizer models these, not fences). */
@@ -444,7 +446,7 @@ static void take_packet(struct weft__tp_worker *w, bool *searching, uintptr_t ke
 static int spin_ring(struct weft__tp_worker *w, bool *searching, uint64_t idle_since)
 {
 	weft_pool *p = w->pool;
-	uint64_t end = idle_since + weft__load_rlx(&p->spin_ns), poll = 0;
+	uint64_t end = idle_since + weft__load_rlx(&p->spin_ns), poll = 0, last = 0;
 	if (!weft__smp())
 		return 0;
 	for (uint32_t i = 1;; i++) {
@@ -455,6 +457,10 @@ static int spin_ring(struct weft__tp_worker *w, bool *searching, uint64_t idle_s
 		if ((i & 63) == 0) {
 			uint64_t now = weft__tp_now_ns();
 			if (now >= end)
+				return 0;
+			/* Descheduled between two looks (a yield and 64 relaxes apart): other
+			 * threads want this CPU, so spinning takes it from them; sleep instead. */
+			if (last && now - last > WEFT__TP_SPIN_PREEMPT_NS)
 				return 0;
 			if (now >= poll) {
 				poll = now + WEFT__TP_POLL_NS;
@@ -473,6 +479,7 @@ static int spin_ring(struct weft__tp_worker *w, bool *searching, uint64_t idle_s
 			}
 			/* Whoever will submit may be waiting for this CPU (oversubscribed machine):
 			 * let it run. With nothing else to run here the yield returns at once. */
+			last = now;
 			sched_yield();
 		}
 	}
