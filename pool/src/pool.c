@@ -19,8 +19,9 @@
  *
  * Idle workers: the first to go idle takes the searching slot and spins on the ring for a
  * window before it parks (never more than one spinner; it polls the port for I/O every
- * 64 us, and parks at once when it finds it was descheduled for 50 us between two looks:
- * other threads want the CPU). The window adapts: after an idle gap of d <= spin_max_ns that ended with work,
+ * 64 us, and when it finds it was descheduled for 50 us between two looks - other
+ * threads want the CPU, and a descheduled searcher would hold up wake-ups - it parks at
+ * once and nobody spins for the next 100 ms). The window adapts: after an idle gap of d <= spin_max_ns that ended with work,
  * it becomes 1.5 d, after a longer one back to the base (WEFT__TP_SPIN_BASE_NS). So a
  * pool fed every millisecond starts items without a futex wake-up, and an idle pool spins
  * at most spin_max_ns once, then sleeps (WEFT_POOL_SPIN_US sets spin_max, 0: base only).
@@ -58,6 +59,7 @@
 #define WEFT__TP_SPIN_MAX_NS 2000000ull
 #define WEFT__TP_POLL_NS 64000ull
 #define WEFT__TP_SPIN_PREEMPT_NS 50000ull
+#define WEFT__TP_SPIN_OFF_NS (100ull * 1000000ull)
 
 /* Sequentially consistent operations for the wake protocol (the Dekker pairs in the
  * comment on top; ThreadSanitizer models these, not fences). */
@@ -387,10 +389,13 @@ static void run_task(struct weft__tp_worker *w, void (*fn)(void *), void *arg)
 }
 
 /* The idle gap d (ns) that just ended with work sets the next spin window. */
-static void adapt_spin(weft_pool *p, uint64_t d)
+static void adapt_spin(weft_pool *p, uint64_t now, uint64_t d)
 {
 	uint64_t win = WEFT__TP_SPIN_BASE_NS;
-	if (d <= p->spin_max_ns) {
+	/* relaxed: a hint */
+	if (now < weft__load_rlx(&p->spin_off_until))
+		win = 0;
+	else if (d <= p->spin_max_ns) {
 		win = d + d / 2;
 		if (win < WEFT__TP_SPIN_BASE_NS)
 			win = WEFT__TP_SPIN_BASE_NS;
@@ -424,7 +429,8 @@ static void drain_ring(struct weft__tp_worker *w, bool *searching, uint64_t *idl
 	while (ring_pop(p, &fn, &arg)) {
 		search_end(p, searching);
 		if (*idle_since) {
-			adapt_spin(p, weft__tp_now_ns() - *idle_since);
+			uint64_t now = weft__tp_now_ns();
+			adapt_spin(p, now, now - *idle_since);
 			*idle_since = 0;
 		}
 		run_task(w, fn, arg);
@@ -446,8 +452,9 @@ static void take_packet(struct weft__tp_worker *w, bool *searching, uintptr_t ke
 static int spin_ring(struct weft__tp_worker *w, bool *searching, uint64_t idle_since)
 {
 	weft_pool *p = w->pool;
-	uint64_t end = idle_since + weft__load_rlx(&p->spin_ns), poll = 0, last = 0;
-	if (!weft__smp())
+	uint64_t win = weft__load_rlx(&p->spin_ns);
+	uint64_t end = idle_since + win, poll = 0, last = 0;
+	if (!weft__smp() || win == 0)
 		return 0;
 	for (uint32_t i = 1;; i++) {
 		struct weft__tp_cell *c = &p->cells[weft__load_rlx(&p->rhead) & (WEFT__TP_RING - 1)];
@@ -460,8 +467,13 @@ static int spin_ring(struct weft__tp_worker *w, bool *searching, uint64_t idle_s
 				return 0;
 			/* Descheduled between two looks (a yield and 64 relaxes apart): other
 			 * threads want this CPU, so spinning takes it from them; sleep instead. */
-			if (last && now - last > WEFT__TP_SPIN_PREEMPT_NS)
+			if (last && now - last > WEFT__TP_SPIN_PREEMPT_NS) {
+				/* And not for a while: a descheduled searcher holds the searching
+				 * slot, so submitters wake nobody until it runs again. */
+				weft__store_rlx(&p->spin_off_until, now + WEFT__TP_SPIN_OFF_NS);
+				weft__store_rlx(&p->spin_ns, 0ull);
 				return 0;
+			}
 			if (now >= poll) {
 				poll = now + WEFT__TP_POLL_NS;
 				uint32_t bytes;

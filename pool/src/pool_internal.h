@@ -164,7 +164,8 @@ struct weft_pool {
 	/* Worker side, written on idle/busy transitions: the spin window (ns) an idle
 	 * worker searches the ring before it parks, adapted to the recent idle gaps. */
 	WEFT_CACHE_ALIGNED uint64_t spin_ns;
-	uint64_t spin_max_ns; /* read-only after create */
+	uint64_t spin_off_until; /* no spinning before this time (a searcher was descheduled) */
+	uint64_t spin_max_ns;    /* read-only after create */
 	struct weft__tp_cell *cells;
 
 	/* submitted: 4 per packet posted (items, object calls, reposts); bit0 closing (no more
