@@ -1,22 +1,44 @@
 /* port.c - the completion port's queue and threads: the I/O completion queue, the
  * waiting threads (LIFO), the released and paused threads.
  *
- * Everything here sits under one short port lock (p->lock). A thread that finds no
- * packet it may take pushes a waiter record (on its own stack) onto the LIFO stack and
- * spins briefly, then sleeps on the record's word. Whoever makes a packet takeable (a
- * post, a completion, a released thread coming back into get, a released thread pausing
- * in a weft primitive, a thread leaving the port) hands the head packet directly to the
- * most recent waiter under the lock and counts that thread released on its behalf
- * (dispatch), then flips the waiter's word after unlocking. The direct hand-off keeps
- * LIFO exact (no woken thread races a newcomer for the queue) and keeps the count exact
- * (a thread is counted from the moment it is given a packet).
+ * The queue is a bounded lock-free ring (WEFT__RING_CAP slots, one sequence number per
+ * slot, after Vyukov's MPMC queue) in front of a growable overflow queue under the port
+ * lock (p->lock). Packets go to the ring while it has room and the overflow is empty;
+ * else to the overflow, and every later post follows them there until it drains, so a
+ * producer's packets stay in order. The released count lives in the high half of the
+ * consumers' ring word (p->deq): a take checks the concurrency limit and claims its
+ * slots in one CAS, so the limit stays exact without the lock.
+ *
+ * Fast paths, no lock: a post puts into the ring, then looks at p->wake (a waiter might
+ * have to get it) and only then takes the lock; a released thread coming back into get
+ * takes from the ring while the port is not over its limit. It stays released: it is
+ * the newest thread in get, the one Windows would release, so the count does not move.
+ * If the ring is empty it keeps looking for a moment (PORT_PRESPIN_NS) before it becomes
+ * a waiter: a stream of packets is then taken straight from the ring, several per cache
+ * line, instead of one lock round and one hand-off per packet. During that moment it
+ * still counts as released (as if its get had started a moment later).
+ *
+ * Slow paths, under the lock: a thread that finds nothing pushes a waiter record (on
+ * its own stack) onto the LIFO stack, spins briefly, then sleeps on the record's word.
+ * Whoever makes a packet takeable for a waiter (a post that saw p->wake, a completion, a
+ * released thread coming back into get or pausing, a thread leaving the port) hands the
+ * packets directly to the most recent waiter under the lock and counts that thread
+ * released on its behalf (dispatch), then flips the waiter's word after unlocking. The
+ * direct hand-off keeps LIFO exact among waiters and the count exact.
+ *
+ * No lost wake-up between the two: a post publishes its slot, then (an RMW on p->enq)
+ * reads p->wake; a lock holder that adds a waiter or lowers released stores p->wake,
+ * then (the same RMW) looks at the ring (settle). One of the two sees the other.
+ * Close sets a bit in the producers' word (p->enq), so every post that returned 0
+ * claimed its slot before the close; a get after close drains up to the last claim.
  *
  * Released/paused accounting follows the Windows kernel queue: a thread belongs to the
  * port it last called get on (per-thread state below). It is released from the time a
  * get returns (packet, timeout or APC) until it calls get again. When it blocks in any
  * weft primitive, the blocking hook moves it to paused (released - 1, maybe dispatching
  * a packet to a waiter); when it wakes it is released again even if that puts the port
- * over its limit: dispatch then simply gives nothing until the count drops.
+ * over its limit: dispatch then simply gives nothing until the count drops, and a
+ * released thread coming back into get then waits too.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -29,6 +51,9 @@
 #include "atomic.h"
 #include "futex.h"
 #include "port_impl.h"
+
+#define RING_MASK (WEFT__RING_CAP - 1u)
+#define ENQ_CLOSED ((uint64_t)1 << 32)
 
 /* A waiter's word: W_WAITING (spinning), W_SLEEPING (on the futex), then one of the
  * final states set by whoever popped it off the stack under the port lock: W_PACKET (out
@@ -64,6 +89,15 @@ static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
  * waiter burns at most this much CPU. Bounded by time, not rounds: PAUSE costs from
  * ~10 to ~140 cycles depending on the CPU. */
 #define PORT_SPIN_NS 30000u
+/* How long a released thread coming back into get keeps looking at the ring before it
+ * becomes a waiter, and how many PAUSEs between two looks (a look that finds nothing
+ * pulls the producer's cache line away; waiting lets a few packets gather per line). */
+#ifndef PORT_PRESPIN_NS
+#define PORT_PRESPIN_NS 4000u
+#endif
+#ifndef PORT_PRESPIN_PAUSES
+#define PORT_PRESPIN_PAUSES 8u
+#endif
 
 void weft__plock_slow(uint32_t *l)
 {
@@ -86,7 +120,97 @@ void weft__punlock_slow(uint32_t *l)
 	weft__futex_wake(l, 1);
 }
 
-/* ---- the completion queue (port lock) ---- */
+/* ---- the ring (lock-free) ---- */
+
+static inline uint32_t st_released(uint64_t d)
+{
+	return (uint32_t)(d >> 32);
+}
+
+/* Under the lock: released += delta (delta may be (uint32_t)-1). Relaxed: released only
+ * changes under the lock (ordered by it) or in a take's CAS on the same word. */
+static inline void released_add(weft_port *p, uint32_t delta)
+{
+	weft__fadd_rlx(&p->deq, (uint64_t)delta << 32);
+}
+
+static inline uint32_t released_get(weft_port *p)
+{
+	return st_released(weft__load_rlx(&p->deq));
+}
+
+/* Claims the next ring position and publishes k there: 1, 0 when the ring is full,
+ * -ESHUTDOWN once the port is closed. */
+static inline int ring_put(weft_port *p, const struct weft__pkt *k)
+{
+	/* relaxed: a guess until the CAS; the slot's seq orders the data. */
+	uint64_t e = weft__load_rlx(&p->enq);
+	for (;;) {
+		if (e & ENQ_CLOSED)
+			return -ESHUTDOWN;
+		uint32_t pos = (uint32_t)e;
+		struct weft__slot *s = &p->ring[pos & RING_MASK];
+		/* acquire: pairs with the release in ring_take that freed the slot: the last
+		 * consumer's reads of it happen before the writes below. */
+		int32_t d = (int32_t)(weft__load_acq(&s->seq) - pos);
+		if (d < 0)
+			return 0; /* a lap behind: full */
+		if (d > 0) {
+			e = weft__load_rlx(&p->enq); /* another producer took pos */
+			continue;
+		}
+		/* relaxed: the claim publishes nothing (seq does); the closed bit and the
+		 * position are one word, so a claim after the close fails here. */
+		if (weft__cas_rlx(&p->enq, &e, (e & ~(uint64_t)UINT32_MAX) | (uint32_t)(pos + 1u))) {
+			s->bytes = k->bytes;
+			s->key = k->key;
+			s->ov = k->ov;
+			/* release: publishes the packet; pairs with the acquire in ring_take. */
+			weft__store_rel(&s->seq, pos + 1u);
+			return 1;
+		}
+	}
+}
+
+/* Takes up to max published packets from the head of the ring in one CAS, if the
+ * released count is below limit, and adds add to it in the same CAS. Returns how many
+ * (0: the head is not published, or the limit). */
+static uint32_t ring_take(weft_port *p, weft_completion *out, uint32_t max, uint32_t limit, uint32_t add)
+{
+	uint64_t d = weft__load_rlx(&p->deq);
+	for (;;) {
+		if (st_released(d) >= limit)
+			return 0;
+		uint32_t pos = (uint32_t)d, n = 0;
+		/* acquire: pairs with the release in ring_put: the packet's fields are seen. */
+		while (n < max && weft__load_acq(&p->ring[(pos + n) & RING_MASK].seq) == pos + n + 1u)
+			n++;
+		if (n == 0) {
+			/* A stale head (another thread took it meanwhile) must not read as empty:
+			 * dispatch relies on it. relaxed: see released_add. */
+			uint64_t d2 = weft__load_rlx(&p->deq);
+			if (d2 == d)
+				return 0;
+			d = d2;
+			continue;
+		}
+		uint64_t nd = ((uint64_t)(st_released(d) + add) << 32) | (uint32_t)(pos + n);
+		/* relaxed: only this word's position and count change; the slots are ordered
+		 * by their seq. Slots pos..pos+n-1 stay ours: no one else can claim them. */
+		if (weft__cas_rlx(&p->deq, &d, nd)) {
+			for (uint32_t i = 0; i < n; i++) {
+				struct weft__slot *s = &p->ring[(pos + i) & RING_MASK];
+				out[i] = (weft_completion){s->bytes, s->key, s->ov};
+				/* release: the reads above happen before the next lap's producer
+				 * writes; pairs with the acquire in ring_put. */
+				weft__store_rel(&s->seq, pos + i + WEFT__RING_CAP);
+			}
+			return n;
+		}
+	}
+}
+
+/* ---- the overflow queue (port lock) ---- */
 
 static int q_grow(weft_port *p, uint32_t need)
 {
@@ -111,24 +235,34 @@ static void q_push(weft_port *p, const struct weft__pkt *k)
 {
 	p->q[(p->qhead + p->qlen) & (p->qcap - 1)] = *k;
 	p->qlen++;
-}
-
-static void q_pop(weft_port *p, struct weft__pkt *k)
-{
-	*k = p->q[p->qhead];
-	p->qhead = (p->qhead + 1) & (p->qcap - 1);
-	p->qlen--;
+	/* relaxed: a hint for posts and spinning gets; the queue itself is under the lock. */
+	weft__store_rlx(&p->ovf, p->qlen);
 }
 
 static uint32_t q_take(weft_port *p, weft_completion *out, uint32_t max)
 {
 	uint32_t n = 0;
 	for (; n < max && p->qlen; n++) {
-		struct weft__pkt k;
-		q_pop(p, &k);
+		struct weft__pkt k = p->q[p->qhead];
+		p->qhead = (p->qhead + 1) & (p->qcap - 1);
+		p->qlen--;
 		out[n] = (weft_completion){k.bytes, k.key, k.ov};
 	}
+	weft__store_rlx(&p->ovf, p->qlen); /* relaxed: as in q_push */
 	return n;
+}
+
+/* Under the lock: takes up to max packets (ring first: it holds the older ones) for a
+ * thread that is not counted released, counting it, if the limit allows. */
+static uint32_t take_counted(weft_port *p, weft_completion *out, uint32_t max)
+{
+	uint32_t n = ring_take(p, out, max, p->concurrency, 1);
+	if (n == 0) {
+		if (p->qlen == 0 || released_get(p) >= p->concurrency)
+			return 0;
+		released_add(p, 1);
+	}
+	return n + q_take(p, out + n, max - n);
 }
 
 /* ---- waiters ---- */
@@ -156,21 +290,47 @@ static void w_unlink(weft_port *p, struct weft__waiter *w)
 	p->nwaiters--;
 }
 
-/* Under the lock: while a packet is queued, a thread waits and the concurrency allows,
- * give the head packet to the most recent waiter and count it released. Returns the
- * waiters to wake (chained through below) once the lock is dropped. */
+/* Under the lock: while a thread waits, a packet is queued and the concurrency allows,
+ * give the most recent waiter a batch and count it released. Returns the waiters to
+ * wake (chained through below) once the lock is dropped. */
 static struct weft__waiter *dispatch(weft_port *p)
 {
 	struct weft__waiter *wake = NULL;
-	while (p->qlen && p->waiters && p->released < p->concurrency) {
+	while (p->waiters) {
 		struct weft__waiter *w = p->waiters;
+		/* like GetQueuedCompletionStatusEx: a batch */
+		uint32_t n = take_counted(p, w->out, w->max);
+		if (n == 0)
+			break;
 		w_unlink(p, w);
-		w->n = q_take(p, w->out, w->max); /* like GetQueuedCompletionStatusEx: a batch */
-		p->released++;
+		w->n = n;
 		w->below = wake;
 		wake = w;
 	}
 	return wake;
+}
+
+/* Under the lock: tells posts whether a packet they put into the ring may have to go
+ * to a waiter. relaxed: see settle. */
+static void hint_set(weft_port *p)
+{
+	weft__store_rlx(&p->wake, (uint32_t)(p->waiters && released_get(p) < p->concurrency));
+}
+
+/* Under the lock, after a waiter was added or released dropped: dispatch, without
+ * losing a packet a post just put into the ring. */
+static struct weft__waiter *settle(weft_port *p)
+{
+	hint_set(p);
+	/* acq_rel: our store of wake, then this RMW, then our look at the ring; a post
+	 * publishes, does the same RMW on p->enq, then looks at wake (port_put). The RMWs
+	 * on one word are totally ordered: the later one synchronizes with the earlier
+	 * one, so either we see the packet or the post sees wake. (A seq_cst fence would
+	 * say the same, but TSan does not model fences.) */
+	weft__fadd_acqrel(&p->enq, 0);
+	struct weft__waiter *wl = dispatch(p);
+	hint_set(p);
+	return wl;
 }
 
 /* Wakes waiters popped under the lock. Lifetime: a popped waiter stays on its thread's
@@ -237,10 +397,10 @@ static void port_leave_thread(void)
 		return;
 	weft__plock(&p->lock);
 	if (t->state == T_RELEASED)
-		p->released--;
+		released_add(p, UINT32_MAX);
 	else if (t->state == T_PAUSED)
 		p->paused--;
-	struct weft__waiter *wl = dispatch(p);
+	struct weft__waiter *wl = settle(p);
 	weft__punlock(&p->lock);
 	wake_list(wl, W_PACKET);
 	t->port = NULL;
@@ -270,9 +430,9 @@ static void hook_begin(void *ctx)
 		return;
 	weft_port *p = t->port;
 	weft__plock(&p->lock);
-	p->released--;
+	released_add(p, UINT32_MAX);
 	p->paused++;
-	struct weft__waiter *wl = dispatch(p);
+	struct weft__waiter *wl = settle(p);
 	weft__punlock(&p->lock);
 	wake_list(wl, W_PACKET);
 	t->state = T_PAUSED;
@@ -287,7 +447,8 @@ static void hook_end(void *ctx)
 	weft_port *p = t->port;
 	weft__plock(&p->lock);
 	p->paused--;
-	p->released++;
+	released_add(p, 1);
+	hint_set(p);
 	weft__punlock(&p->lock);
 	t->state = T_RELEASED;
 }
@@ -320,10 +481,14 @@ weft_port *weft_port_create(uint32_t concurrency)
 	p->concurrency = concurrency ? concurrency : weft_cpu_count();
 	p->refs = 1;
 	p->be = pick_backend();
-	if (!p->be || q_grow(p, 64) < 0) {
+	p->ring = aligned_alloc(WEFT_CACHE_LINE, sizeof *p->ring * WEFT__RING_CAP);
+	if (!p->be || !p->ring || q_grow(p, 64) < 0) {
+		free(p->ring);
 		free(p);
 		return NULL;
 	}
+	for (uint32_t i = 0; i < WEFT__RING_CAP; i++)
+		p->ring[i].seq = i; /* before the port is shared */
 	return p;
 }
 
@@ -339,41 +504,84 @@ void weft__port_unref(weft_port *p)
 		return;
 	weft__port_io_free(p);
 	free(p->q);
+	free(p->ring);
 	free(p);
 }
 
-/* Queues k and hands packets to waiters; the caller holds the lock and drops it. */
-static int post_locked(weft_port *p, const struct weft__pkt *k)
+/* Queues k under the lock: into the ring if the overflow is empty and the ring has room
+ * (ovf was stale), else into the overflow. */
+static int put_locked(weft_port *p, const struct weft__pkt *k, bool completion)
 {
-	int r = q_grow(p, p->qlen + p->reserved + 1);
-	if (r < 0) {
+	weft__plock(&p->lock);
+	if (completion)
+		weft__fadd_rlx(&p->reserved, UINT32_MAX); /* relaxed: see weft__port_reserve */
+	else if (weft__load_rlx(&p->closed)) {
 		weft__punlock(&p->lock);
-		return r;
+		return -ESHUTDOWN;
 	}
-	q_push(p, k);
+	if (p->qlen != 0 || ring_put(p, k) <= 0) {
+		/* A completion's slot is reserved: qcap >= qlen + reserved before the
+		 * decrement above. */
+		int r = completion ? 0 : q_grow(p, p->qlen + weft__load_rlx(&p->reserved) + 1);
+		if (r < 0) {
+			weft__punlock(&p->lock);
+			return r;
+		}
+		q_push(p, k);
+	}
 	struct weft__waiter *wl = dispatch(p);
+	hint_set(p);
 	weft__punlock(&p->lock);
 	wake_list(wl, W_PACKET);
 	return 0;
 }
 
+/* A post saw wake: hand what is queued to the waiters. */
+static void kick(weft_port *p)
+{
+	weft__plock(&p->lock);
+	struct weft__waiter *wl = dispatch(p);
+	hint_set(p);
+	weft__punlock(&p->lock);
+	wake_list(wl, W_PACKET);
+}
+
+static inline int port_put(weft_port *p, const struct weft__pkt *k, bool completion)
+{
+	/* relaxed: a hint (see q_push); a producer sees its own overflow posts. */
+	if (weft__load_rlx(&p->ovf) == 0) {
+		int r = ring_put(p, k);
+		if (r > 0) {
+			if (completion)
+				weft__fadd_rlx(&p->reserved, UINT32_MAX); /* see weft__port_reserve */
+			/* acq_rel: publication, then this RMW, then the look at wake; pairs
+			 * with the RMW in settle. */
+			weft__fadd_acqrel(&p->enq, 0);
+			if (weft__load_rlx(&p->wake))
+				kick(p);
+			return 0;
+		}
+		if (r < 0 && !completion)
+			return r;
+	}
+	return put_locked(p, k, completion);
+}
+
 int weft_port_post(weft_port *p, uint32_t bytes, uintptr_t key, weft_overlapped *ov)
 {
 	struct weft__pkt k = {bytes, key, ov};
-	weft__plock(&p->lock);
-	if (p->closed) {
-		weft__punlock(&p->lock);
-		return -ESHUTDOWN;
-	}
-	return post_locked(p, &k);
+	return port_put(p, &k, false);
 }
 
+/* The overflow keeps room for every operation in flight (qcap >= qlen + reserved under
+ * the lock), so its completion never fails. A completion that goes to the ring instead
+ * gives its reservation back without the lock: that only lowers what is needed. */
 int weft__port_reserve(weft_port *p)
 {
 	weft__plock(&p->lock);
-	int r = q_grow(p, p->qlen + p->reserved + 1);
+	int r = q_grow(p, p->qlen + weft__load_rlx(&p->reserved) + 1);
 	if (r == 0)
-		p->reserved++;
+		weft__fadd_rlx(&p->reserved, 1u); /* relaxed: a count, read under the lock */
 	weft__punlock(&p->lock);
 	return r;
 }
@@ -382,19 +590,30 @@ void weft__port_complete(weft_port *p, struct weft__op *op)
 {
 	weft_overlapped *ov = weft__ov_of(op);
 	struct weft__pkt k = {ov->bytes, op->dev->key, ov};
-	weft__plock(&p->lock);
-	/* Cannot fail: weft__port_reserve made room for every operation in flight. */
-	p->reserved--;
-	post_locked(p, &k);
+	port_put(p, &k, true);
 }
 
-/* Under the lock, the port closed: drain what is left, then -ESHUTDOWN. */
+/* Under the lock, the port closed: drain what is left, then -ESHUTDOWN. Every post that
+ * succeeded claimed its ring slot before the close (the closed bit in p->enq), so the
+ * ring is drained up to the last claim; a claimed slot is published a few instructions
+ * later (the poster needs no lock for that). */
 static int get_closed(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count)
 {
-	*count = q_take(p, out, max);
+	/* relaxed: the close's fetch-or came before our lock (ordered by it), so this read
+	 * sees the final position. */
+	uint32_t end = (uint32_t)weft__load_rlx(&p->enq);
+	uint32_t n;
+	for (;;) {
+		n = ring_take(p, out, max, UINT32_MAX, 0);
+		if (n || (uint32_t)weft__load_rlx(&p->deq) == end)
+			break;
+		sched_yield();
+	}
+	n += q_take(p, out + n, max - n);
+	*count = n;
 	weft__punlock(&p->lock);
 	tls_port.state = T_NONE;
-	return *count ? 0 : -ESHUTDOWN;
+	return n ? 0 : -ESHUTDOWN;
 }
 
 /* Waits for the final state of a waiter popped by another thread, which flips the word
@@ -440,18 +659,46 @@ static int w_return(struct port_tls *t, bool armed, int r)
 	return r;
 }
 
-/* The common wait behind get and get_many. Returns 0 (packets in out), -ETIMEDOUT,
- * -ESHUTDOWN, or (alertable) WEFT_WAIT_IO_COMPLETION after running the thread's APCs.
- * Packets win over APCs: an alertable get that can take a packet takes it. */
-static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count, uint32_t timeout_ms,
-		     bool alertable)
+/* A released thread back in get found the ring empty: it looks again for up to
+ * PORT_PRESPIN_NS before it becomes a waiter. Returns the packets taken, or 0 (go wait:
+ * time is up, the port is over its limit, packets sit in the overflow, or it closed). */
+static uint32_t prespin(weft_port *p, weft_completion *out, uint32_t max)
+{
+	if (!weft__smp())
+		return 0;
+	uint64_t t0 = weft__now_ns();
+	for (uint32_t i = 1;; i++) {
+		for (uint32_t j = 0; j < PORT_PRESPIN_PAUSES; j++)
+			weft_cpu_relax();
+		/* relaxed: a look; ring_take re-reads with the orderings it needs. */
+		uint64_t d = weft__load_rlx(&p->deq);
+		if (st_released(d) > p->concurrency)
+			return 0;
+		if (weft__load_rlx(&p->ring[(uint32_t)d & RING_MASK].seq) == (uint32_t)d + 1u) {
+			uint32_t n = ring_take(p, out, max, p->concurrency + 1u, 0);
+			if (n)
+				return n;
+		}
+		/* relaxed: hints, re-checked under the lock by the slow path. */
+		if (weft__load_rlx(&p->ovf) || weft__load_rlx(&p->closed))
+			return 0;
+		if ((i & 15) == 0) {
+			weft__port_io_poll(p);
+			if (weft__now_ns() - t0 >= PORT_PRESPIN_NS)
+				return 0;
+		}
+	}
+}
+
+/* The slow path of port_wait: under the lock, take or become a waiter. */
+static int port_wait_slow(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count, uint32_t timeout_ms,
+			  bool alertable)
 {
 	struct port_tls *t = &tls_port;
 	struct timespec ts, *dl = NULL;
 	bool dl_set = false;
 	if (t->port != p)
 		port_join_thread(p);
-	*count = 0;
 	for (;;) {
 		struct weft__waiter w = {.word = W_WAITING, .out = out, .max = max};
 		/* Armed before the port lock (the APC lock may call the blocking hook, which
@@ -460,28 +707,31 @@ static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t 
 		bool apc_pending = armed && weft__apc_arm(w_alert, &w);
 		weft__plock(&p->lock);
 		if (t->state == T_RELEASED)
-			p->released--;
+			released_add(p, UINT32_MAX);
 		t->state = T_INSIDE;
-		if (p->closed) {
+		if (weft__load_rlx(&p->closed)) {
 			if (armed)
 				weft__apc_disarm();
 			return get_closed(p, out, max, count);
 		}
-		if (p->qlen && p->released < p->concurrency) {
-			*count = q_take(p, out, max);
-			p->released++;
-			struct weft__waiter *wl = dispatch(p);
+		uint32_t n = take_counted(p, out, max);
+		if (n) {
+			*count = n;
+			struct weft__waiter *wl = settle(p);
 			weft__punlock(&p->lock);
 			wake_list(wl, W_PACKET);
 			return w_return(t, armed, 0);
 		}
 		if (timeout_ms == 0 || apc_pending) {
-			p->released++;
+			released_add(p, 1);
+			hint_set(p);
 			weft__punlock(&p->lock);
 			return w_return(t, armed, apc_pending ? WEFT_WAIT_IO_COMPLETION : -ETIMEDOUT);
 		}
 		w_push(p, &w);
+		struct weft__waiter *wl = settle(p); /* may give us packets at once */
 		weft__punlock(&p->lock);
+		wake_list(wl, W_PACKET);
 		if (!dl_set) {
 			dl = weft__deadline(&ts, timeout_ms);
 			dl_set = true;
@@ -493,7 +743,8 @@ static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t 
 			weft__plock(&p->lock);
 			if (w.linked) {
 				w_unlink(p, &w);
-				p->released++;
+				released_add(p, 1);
+				hint_set(p);
 				weft__punlock(&p->lock);
 				return w_return(t, armed,
 						v == W_ALERTED ? WEFT_WAIT_IO_COMPLETION : -ETIMEDOUT);
@@ -509,6 +760,28 @@ static int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t 
 		if (armed)
 			weft__apc_disarm();
 	}
+}
+
+/* The common wait behind get and get_many. Returns 0 (packets in out), -ETIMEDOUT,
+ * -ESHUTDOWN, or (alertable) WEFT_WAIT_IO_COMPLETION after running the thread's APCs.
+ * Packets win over APCs: an alertable get that can take a packet takes it. */
+static inline int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count, uint32_t timeout_ms,
+			    bool alertable)
+{
+	struct port_tls *t = &tls_port;
+	*count = 0;
+	if (t->port == p && t->state == T_RELEASED) {
+		/* Back into get while not over the limit: take from the ring and stay
+		 * released (see the top of the file). */
+		uint32_t n = ring_take(p, out, max, p->concurrency + 1u, 0);
+		if (n == 0 && timeout_ms != 0)
+			n = prespin(p, out, max);
+		if (n) {
+			*count = n;
+			return 0;
+		}
+	}
+	return port_wait_slow(p, out, max, count, timeout_ms, alertable);
 }
 
 int weft_port_get(weft_port *p, uint32_t *bytes, uintptr_t *key, weft_overlapped **ov, uint32_t timeout_ms)
@@ -547,7 +820,9 @@ void weft_port_close(weft_port *p)
 {
 	weft__port_io_close(p);
 	weft__plock(&p->lock);
-	p->closed = 1;
+	weft__store_rlx(&p->closed, 1u); /* relaxed: read under the lock, or as a hint */
+	/* acq_rel (relaxed would do): a claim after this fails in ring_put's CAS. */
+	weft__for_acqrel(&p->enq, ENQ_CLOSED);
 	struct weft__waiter *wl = NULL;
 	while (p->waiters) {
 		struct weft__waiter *w = p->waiters;
@@ -555,6 +830,7 @@ void weft_port_close(weft_port *p)
 		w->below = wl;
 		wl = w;
 	}
+	hint_set(p);
 	weft__punlock(&p->lock);
 	wake_list(wl, W_WOKEN);
 	weft__port_unref(p);
