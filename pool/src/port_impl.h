@@ -20,22 +20,45 @@ struct weft__pkt {
 	weft_overlapped *ov;
 };
 
+/* One slot of the lock-free ring (port.c): seq says whose turn it is (a producer of
+ * position pos waits for seq == pos, a consumer of pos for seq == pos + 1). */
+struct weft__slot {
+	uint32_t seq; /* atomic */
+	uint32_t bytes;
+	uintptr_t key;
+	weft_overlapped *ov;
+	uint64_t pad; /* 32 bytes: two slots per cache line */
+};
+
 struct weft_port {
 	/* read-mostly */
 	uint32_t concurrency;
-	uint32_t refs; /* atomic: creator + each thread associated with the port + reaper */
 	const struct weft__backend_ops *be;
+	struct weft__slot *ring; /* WEFT__RING_CAP slots */
 
-	/* The I/O completion queue, waiting threads, released and paused counts: all under
-	 * lock. */
+	/* Producers: low 32 bits the next ring position to fill, bit 32 set once the port
+	 * is closed (a post claims a position only while it is clear). */
+	WEFT_CACHE_ALIGNED uint64_t enq;
+	/* Consumers: low 32 bits the next ring position to take, high 32 bits the released
+	 * count, so a take checks the concurrency limit and moves the position in one CAS.
+	 * released changes only under the lock (or with a take, by CAS). */
+	WEFT_CACHE_ALIGNED uint64_t deq;
+	/* Read by every post, written under the lock: wake != 0 when a packet posted now
+	 * may have to go to a waiter (a thread waits and released < concurrency); ovf: the
+	 * overflow queue's length (posts go there, behind it, while it is not empty). */
+	WEFT_CACHE_ALIGNED uint32_t wake;
+	uint32_t ovf;
+
+	/* The overflow completion queue, waiting threads, paused count: all under lock. */
 	WEFT_CACHE_ALIGNED uint32_t lock;
-	uint32_t closed;
+	uint32_t closed; /* atomic: set once under the lock */
+	uint32_t refs;	 /* atomic: creator + each thread associated with the port + reaper */
 	struct weft__pkt *q;
 	uint32_t qcap, qhead, qlen;
 	struct weft__waiter *waiters; /* top of the LIFO stack */
 	uint32_t nwaiters;
-	uint32_t released, paused;
-	uint32_t reserved; /* queue slots promised to operations in flight */
+	uint32_t paused;
+	uint32_t reserved; /* atomic: overflow slots promised to operations in flight */
 
 	/* The device list and operations in flight: under iolock (port_io.c). */
 	WEFT_CACHE_ALIGNED uint32_t iolock;
@@ -49,8 +72,11 @@ struct weft_port {
 	pthread_t reaper;
 };
 
-/* Queues a finished operation's packet into a slot reserved by weft__port_reserve
- * (bypasses the closed check). */
+/* The lock-free ring's size (port.c): power of two. */
+#define WEFT__RING_CAP 2048u
+
+/* Queues a finished operation's packet into the ring or a slot reserved by
+ * weft__port_reserve (bypasses the closed check). */
 WEFT_INTERNAL void weft__port_complete(weft_port *p, struct weft__op *op);
 /* Reserves one queue slot for an operation about to be submitted: 0 or -ENOMEM. */
 WEFT_INTERNAL int weft__port_reserve(weft_port *p);
