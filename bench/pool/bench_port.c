@@ -30,6 +30,12 @@
  *   operation in the child, cpu_us_op: the child's CPU per operation.
  *     fileread: 4 KiB reads of a 1 MiB cached file (written just before): pread in a loop,
  *       or weft_port_read with qd reads in flight (1 or 8), completions by get_many.
+ *     filewrite: the same with 4 KiB writes over the file's blocks (pwrite; or
+ *       weft_port_write, qd 1).
+ *     fileread_2threads: the same reads from 2 threads on one port (concurrency 2), each
+ *       keeping qd reads in flight (1 or 8) and taking any completions (get_many); or 2
+ *       threads of pread. us_op is wall time over the ops of both threads (2 threads
+ *       in parallel: half of the one-thread figure).
  *     tcp: a 64-byte loopback round trip to a blocking echo thread (TCP_NODELAY):
  *       blocking send + recv, or weft_port_recv posted first then weft_port_send, and both
  *       completions taken from the port.
@@ -539,7 +545,19 @@ static int io_file_make(char *path, size_t cap)
 	return fd;
 }
 
-static void io_fileread(struct io_result *r, bool use_port, uint32_t qd, double secs)
+/* pread/pwrite, or weft_port_read/weft_port_write (write: the file's blocks are
+ * overwritten in place, so it stays 1 MiB and cached). */
+static ssize_t io_rw(bool write, int fd, void *buf, off_t off)
+{
+	return write ? pwrite(fd, buf, IO_BLOCK, off) : pread(fd, buf, IO_BLOCK, off);
+}
+
+static int io_port_rw(bool write, weft_port *p, int fd, void *buf, weft_overlapped *ov)
+{
+	return write ? weft_port_write(p, fd, buf, IO_BLOCK, ov) : weft_port_read(p, fd, buf, IO_BLOCK, ov);
+}
+
+static void io_fileread(struct io_result *r, bool use_port, uint32_t qd, double secs, bool write)
 {
 	char path[256];
 	int fd = io_file_make(path, sizeof path);
@@ -570,8 +588,8 @@ static void io_fileread(struct io_result *r, bool use_port, uint32_t qd, double 
 				c0 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
 				deadline = w0 + (uint64_t)(secs * 1e9);
 			}
-			if (pread(fd, bufs[0], IO_BLOCK, (off_t)(next % IO_FILE)) != (ssize_t)IO_BLOCK) {
-				snprintf(r->err, sizeof r->err, "pread failed");
+			if (io_rw(write, fd, bufs[0], (off_t)(next % IO_FILE)) != (ssize_t)IO_BLOCK) {
+				snprintf(r->err, sizeof r->err, "pread/pwrite failed");
 				break;
 			}
 			next += IO_BLOCK;
@@ -586,8 +604,8 @@ static void io_fileread(struct io_result *r, bool use_port, uint32_t qd, double 
 			memset(&ov[i], 0, sizeof ov[i]);
 			ov[i].offset = next % IO_FILE;
 			next += IO_BLOCK;
-			if (weft_port_read(p, fd, bufs[i], IO_BLOCK, &ov[i]) != 0) {
-				snprintf(r->err, sizeof r->err, "weft_port_read failed");
+			if (io_port_rw(write, p, fd, bufs[i], &ov[i]) != 0) {
+				snprintf(r->err, sizeof r->err, "weft_port_read/write failed");
 				goto out;
 			}
 		}
@@ -606,7 +624,7 @@ static void io_fileread(struct io_result *r, bool use_port, uint32_t qd, double 
 				weft_overlapped *o = c[j].ov;
 				inflight--;
 				if (o->status != 0 || o->bytes != IO_BLOCK) {
-					snprintf(r->err, sizeof r->err, "read completed with %d, %u bytes",
+					snprintf(r->err, sizeof r->err, "completed with %d, %u bytes",
 						 (int)o->status, (unsigned)o->bytes);
 					stopping = true;
 					continue;
@@ -626,8 +644,8 @@ static void io_fileread(struct io_result *r, bool use_port, uint32_t qd, double 
 				size_t slot = (size_t)(o - ov);
 				o->offset = next % IO_FILE;
 				next += IO_BLOCK;
-				if (weft_port_read(p, fd, bufs[slot], IO_BLOCK, o) != 0) {
-					snprintf(r->err, sizeof r->err, "weft_port_read failed");
+				if (io_port_rw(write, p, fd, bufs[slot], o) != 0) {
+					snprintf(r->err, sizeof r->err, "weft_port_read/write failed");
 					stopping = true;
 					continue;
 				}
@@ -645,6 +663,137 @@ out:
 	} else {
 		close(fd);
 	}
+}
+
+/* fileread with 2 threads on one port (concurrency 2): each thread keeps qd 4 KiB reads
+ * in flight on its own overlappeds and takes completions with get_many (any thread's:
+ * it resubmits whichever overlapped came back, into that overlapped's buffer); or 2
+ * threads of plain pread (the machine's own parallelism for this loop). Shows whether
+ * submissions from several threads serialize inside the port. */
+#define IO_MT 2u
+#define IO_MT_QD 8u
+
+struct io_mt {
+	weft_port *p;
+	int fd;
+	uint32_t qd;
+	uint32_t stop, inflight; /* atomics */
+	uint64_t ops[IO_MT];
+	weft_overlapped ov[IO_MT * IO_MT_QD];
+	char err[96];
+	char bufs[IO_MT * IO_MT_QD][IO_BLOCK];
+};
+
+struct io_mt_arg {
+	struct io_mt *m;
+	uint32_t idx;
+};
+
+static void io_mt_fail(struct io_mt *m, const char *what)
+{
+	__atomic_fetch_sub(&m->inflight, 1u, __ATOMIC_RELEASE);
+	__atomic_store_n(&m->stop, 1u, __ATOMIC_RELAXED);
+	snprintf(m->err, sizeof m->err, "%s", what); /* a failed run: its numbers are dropped */
+}
+
+static void *io_mt_thread(void *arg)
+{
+	struct io_mt_arg *a = arg;
+	struct io_mt *m = a->m;
+	uint64_t ops = 0, next = (uint64_t)a->idx * (IO_FILE / 2);
+	if (!m->p) {
+		while (!__atomic_load_n(&m->stop, __ATOMIC_RELAXED)) {
+			if (pread(m->fd, m->bufs[a->idx], IO_BLOCK, (off_t)(next % IO_FILE)) != (ssize_t)IO_BLOCK)
+				break;
+			next += IO_BLOCK;
+			ops++;
+		}
+		m->ops[a->idx] = ops;
+		return NULL;
+	}
+	for (uint32_t i = 0; i < m->qd; i++) {
+		weft_overlapped *o = &m->ov[a->idx * m->qd + i];
+		memset(o, 0, sizeof *o);
+		o->offset = next % IO_FILE;
+		next += IO_BLOCK;
+		if (weft_port_read(m->p, m->fd, m->bufs[o - m->ov], IO_BLOCK, o) != 0)
+			io_mt_fail(m, "weft_port_read failed");
+	}
+	while (__atomic_load_n(&m->inflight, __ATOMIC_ACQUIRE)) {
+		weft_completion c[IO_MT_QD];
+		uint32_t n = 0;
+		if (weft_port_get_many(m->p, c, m->qd, &n, 10, false) != 0)
+			continue; /* timeout: look at inflight again */
+		for (uint32_t j = 0; j < n; j++) {
+			weft_overlapped *o = c[j].ov;
+			if (o->status != 0 || o->bytes != IO_BLOCK)
+				snprintf(m->err, sizeof m->err, "read completed with %d", (int)o->status);
+			ops++;
+			if (__atomic_load_n(&m->stop, __ATOMIC_RELAXED)) {
+				__atomic_fetch_sub(&m->inflight, 1u, __ATOMIC_RELEASE);
+				continue;
+			}
+			o->offset = next % IO_FILE;
+			next += IO_BLOCK;
+			if (weft_port_read(m->p, m->fd, m->bufs[o - m->ov], IO_BLOCK, o) != 0)
+				io_mt_fail(m, "weft_port_read failed");
+		}
+	}
+	m->ops[a->idx] = ops;
+	return NULL;
+}
+
+static void io_fileread_mt(struct io_result *r, bool use_port, uint32_t qd, double secs)
+{
+	char path[256];
+	struct io_mt *m = calloc(1, sizeof *m);
+	if (!m) {
+		snprintf(r->err, sizeof r->err, "out of memory");
+		return;
+	}
+	m->qd = qd < 1 ? 1 : qd > IO_MT_QD ? IO_MT_QD : qd;
+	m->fd = io_file_make(path, sizeof path);
+	if (m->fd < 0) {
+		snprintf(r->err, sizeof r->err, "test file: %s", strerror(-m->fd));
+		free(m);
+		return;
+	}
+	snprintf(r->backend, sizeof r->backend, "none");
+	if (use_port) {
+		m->p = weft_port_create(IO_MT);
+		if (!m->p || weft_port_associate(m->p, m->fd, 1) != 0) {
+			snprintf(r->err, sizeof r->err, "port set-up failed");
+			goto out;
+		}
+		snprintf(r->backend, sizeof r->backend, "%s", weft_port_backend(m->p));
+	}
+	m->inflight = IO_MT * m->qd;
+	pthread_t t[IO_MT];
+	struct io_mt_arg a[IO_MT];
+	uint64_t w0 = bench_now_ns(CLOCK_MONOTONIC), c0 = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID);
+	for (uint32_t i = 0; i < IO_MT; i++) {
+		a[i] = (struct io_mt_arg){m, i};
+		pthread_create(&t[i], NULL, io_mt_thread, &a[i]);
+	}
+	struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
+	nanosleep(&ts, NULL);
+	__atomic_store_n(&m->stop, 1u, __ATOMIC_RELAXED);
+	for (uint32_t i = 0; i < IO_MT; i++)
+		pthread_join(t[i], NULL);
+	r->wall_ns = bench_now_ns(CLOCK_MONOTONIC) - w0;
+	r->cpu_ns = bench_now_ns(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	for (uint32_t i = 0; i < IO_MT; i++)
+		r->ops += m->ops[i];
+	if (m->err[0])
+		snprintf(r->err, sizeof r->err, "%s", m->err);
+out:
+	if (m->p) {
+		weft_port_close_fd(m->p, m->fd);
+		weft_port_close(m->p);
+	} else {
+		close(m->fd);
+	}
+	free(m);
 }
 
 static void *io_echo(void *arg)
@@ -806,7 +955,11 @@ static void io_child(const char *spec)
 	if (sscanf(spec, "%31s %u %lf", op, &qd, &secs) != 3) {
 		snprintf(r.err, sizeof r.err, "bad child spec");
 	} else if (strcmp(op, "fileread") == 0) {
-		io_fileread(&r, qd > 0, qd ? qd : 1, secs);
+		io_fileread(&r, qd > 0, qd ? qd : 1, secs, false);
+	} else if (strcmp(op, "filewrite") == 0) {
+		io_fileread(&r, qd > 0, qd ? qd : 1, secs, true);
+	} else if (strcmp(op, "fileread2t") == 0) {
+		io_fileread_mt(&r, qd > 0, qd, secs);
 	} else if (strcmp(op, "tcp") == 0) {
 		io_tcp(&r, qd > 0, secs);
 	} else {
@@ -834,6 +987,14 @@ static const io_row io_rows[] = {
 	{"port_io/fileread/weft_epoll_qd1", "fileread", "epoll", 1},
 	{"port_io/fileread/weft_uring_qd8", "fileread", "uring", 8},
 	{"port_io/fileread/weft_epoll_qd8", "fileread", "epoll", 8},
+	{"port_io/filewrite/pwrite", "filewrite", NULL, 0},
+	{"port_io/filewrite/weft_uring_qd1", "filewrite", "uring", 1},
+	{"port_io/filewrite/weft_epoll_qd1", "filewrite", "epoll", 1},
+	{"port_io/fileread_2threads/pread", "fileread2t", NULL, 0},
+	{"port_io/fileread_2threads/weft_uring_qd1", "fileread2t", "uring", 1},
+	{"port_io/fileread_2threads/weft_epoll_qd1", "fileread2t", "epoll", 1},
+	{"port_io/fileread_2threads/weft_uring_qd8", "fileread2t", "uring", 8},
+	{"port_io/fileread_2threads/weft_epoll_qd8", "fileread2t", "epoll", 8},
 	{"port_io/tcp/blocking", "tcp", NULL, 0},
 	{"port_io/tcp/weft_uring", "tcp", "uring", 1},
 	{"port_io/tcp/weft_epoll", "tcp", "epoll", 1},

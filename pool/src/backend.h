@@ -57,6 +57,7 @@ struct weft__op {
 	uint8_t live;	       /* submitted and not yet completed (io lock) */
 	uint8_t cancel;	       /* cancel requested (io lock) */
 	uint8_t retries;       /* stages retried in a row without progress (-EAGAIN) */
+	uint8_t tried;	       /* the fast path already tried this stage inline (-EAGAIN) */
 	struct msghdr msg;     /* io_uring recvmsg/sendmsg: must live until the CQE */
 	struct iovec iov;
 	uint64_t addr_copy[4]; /* sendto: the address, when it fits */
@@ -76,8 +77,11 @@ static inline weft_overlapped *weft__ov_of(struct weft__op *op)
  * address in the kernel (epoll data) and meet it in a late event after disassociate. */
 struct weft__device {
 	int fd;
-	uint32_t active;  /* 1 while associated (io lock) */
+	uint32_t active;  /* 1 while associated (written under the io lock, atomically: the
+			   * fast path reads it without the lock) */
 	uint32_t nops;	  /* operations in flight on fd (io lock; futex for disassociate) */
+	uint32_t fast;	  /* atomic: fast-path submitters working on fd without the io lock
+			   * (futex for disassociate and close; see op_submit_fast) */
 	uint8_t is_file;  /* a regular file (epoll cannot poll it) */
 	uint8_t seekable; /* reads and writes use ov->offset */
 	uintptr_t key;
@@ -96,6 +100,12 @@ struct weft__backend_ops {
 	 * stage finished at once (result in *res), 0 when it will be reported later
 	 * through weft__port_stage_done (never from inside arm). */
 	int (*arm)(void *be, struct weft__op *op, int *res);
+	/* Optional: the fast path, without the io lock, for a read or write on a regular
+	 * file (offsets make their order irrelevant, so no FIFO is needed): one attempt
+	 * that never blocks. Returns the stage's result (bytes or a negative errno), or
+	 * -EAGAIN when it would block: the op then takes the locked path (op->tried set).
+	 * Touches nothing but op, its device's fixed fields and the fd. */
+	int (*try_fast)(struct weft__op *op);
 	/* Stops op (marked cancelled), under the io lock. Returns true when it took the
 	 * op back before its stage finished (port.c completes it with -ECANCELED); false
 	 * when the stage will still be reported, exactly once, perhaps with -ECANCELED. */

@@ -189,6 +189,14 @@ static int try_op(struct weft__op *op)
 	}
 }
 
+/* The fast path (no io lock): a regular file cannot be polled, its read or write runs
+ * here, synchronously (pread/pwrite: at once from the page cache, blocking on a cold
+ * disk). */
+static int ep_try_fast(struct weft__op *op)
+{
+	return try_op(op);
+}
+
 static bool recv_side(const struct weft__op *op)
 {
 	return op->kind == WEFT__OP_READ || op->kind == WEFT__OP_ACCEPT || op->kind == WEFT__OP_RECV ||
@@ -388,6 +396,7 @@ const struct weft__backend_ops weft__backend_epoll = {
     .fini = ep_fini,
     .attach = ep_attach,
     .detach = ep_detach,
+    .try_fast = ep_try_fast,
     .arm = ep_arm,
     .cancel = ep_cancel,
     .wait = ep_wait,

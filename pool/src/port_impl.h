@@ -65,8 +65,10 @@ struct weft_port {
 	uint32_t io_closed;
 	uint32_t inflight;    /* futex word: close sleeps until it reaches 0 */
 	struct weft__op *ops; /* in-flight list */
-	struct weft__device **devs;
-	uint32_t ndevs;
+	/* The device list by fd: replaced (never changed in place beyond its free slots)
+	 * when it grows; the fast path reads it without the io lock, so the old tables stay
+	 * until the port is freed (chained through their "old" link). */
+	struct weft__devtab *devtab;
 	uint32_t io_started; /* backend state and reaper exist (io lock; atomic for hints) */
 	void *bes;	     /* the backend's state */
 	pthread_t reaper;

@@ -1,0 +1,439 @@
+/* test_port_io.c - the port's inline paths, on the backend named by WEFT_BACKEND: file
+ * reads and writes completed by the submitting thread without the io lock (the fast
+ * path), their fallback when the page cache does not have the data, socket operations
+ * completed inline or queued, cancel of an operation that already completed (-ENOENT),
+ * and the fast path racing disassociate and port close (every accepted operation
+ * completes exactly once, nothing is submitted on a device that is gone). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <weft/pool.h>
+
+#include "atomic.h"
+#include "weft_test.h"
+
+#define T_MS 10000u /* generous bound for a completion that must come */
+#define BLK 4096u
+
+static weft_port *mkport(uint32_t concurrency)
+{
+	weft_port *p = weft_port_create(concurrency);
+	assert_non_null(p);
+	const char *be = getenv("WEFT_BACKEND");
+	if (be && *be)
+		assert_string_equal(weft_port_backend(p), be);
+	return p;
+}
+
+static void expect(weft_port *p, weft_overlapped *ov, uintptr_t key)
+{
+	uint32_t bytes;
+	uintptr_t k;
+	weft_overlapped *got = NULL;
+	assert_int_equal(weft_port_get(p, &bytes, &k, &got, T_MS), 0);
+	assert_ptr_equal(got, ov);
+	assert_int_equal(k, key);
+	assert_int_equal(bytes, ov->bytes);
+}
+
+static void expect_none(weft_port *p)
+{
+	assert_int_equal(weft_port_get(p, NULL, NULL, NULL, 30), -ETIMEDOUT);
+}
+
+static unsigned char pat(uint64_t i)
+{
+	return (unsigned char)(i * 131u + (i >> 12) * 7u + 1u);
+}
+
+/* A temporary file of n bytes of pat(), in dir; -1 when dir is unusable. */
+static int tmpfile_in(const char *dir, size_t n)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/weft-pio-XXXXXX", dir);
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	unlink(path);
+	unsigned char *b = malloc(n);
+	assert_non_null(b);
+	for (size_t i = 0; i < n; i++)
+		b[i] = pat(i);
+	assert_int_equal(pwrite(fd, b, n, 0), (ssize_t)n);
+	free(b);
+	return fd;
+}
+
+/* Writes then reads at offsets through the port (the fast path on a cached file): the
+ * data round-trips, each operation completes once, and a cancel of a completed one says
+ * -ENOENT without producing a packet. */
+static void test_port_io_file_inline(void **state)
+{
+	(void)state;
+	weft_port *p = mkport(2);
+	int fd = tmpfile_in("/tmp", 64 * BLK);
+	assert_true(fd >= 0);
+	assert_int_equal(weft_port_associate(p, fd, 5), 0);
+	static unsigned char w[8][BLK], r[8][BLK];
+	weft_overlapped ov[8];
+	for (int i = 0; i < 8; i++) {
+		memset(w[i], 0x40 + i, BLK);
+		memset(&ov[i], 0, sizeof ov[i]);
+		ov[i].offset = (uint64_t)(i * 3 + 1) * BLK;
+		assert_int_equal(weft_port_write(p, fd, w[i], BLK, &ov[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		weft_completion c;
+		uint32_t n = 0;
+		assert_int_equal(weft_port_get_many(p, &c, 1, &n, T_MS, false), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(c.key, 5);
+		assert_int_equal(c.ov->status, 0);
+		assert_int_equal(c.ov->bytes, BLK);
+	}
+	expect_none(p);
+	for (int i = 0; i < 8; i++) {
+		ov[i].status = 1;
+		assert_int_equal(weft_port_read(p, fd, r[i], BLK, &ov[i]), 0);
+		expect(p, &ov[i], 5);
+		assert_int_equal(ov[i].status, 0);
+		assert_int_equal(ov[i].bytes, BLK);
+		assert_memory_equal(r[i], w[i], BLK);
+		/* completed (inline or not): not cancellable any more */
+		assert_int_equal(weft_port_cancel(p, fd, &ov[i]), -ENOENT);
+	}
+	assert_int_equal(weft_port_cancel(p, fd, NULL), -ENOENT);
+	expect_none(p);
+	/* a read at the end of the file: 0 bytes, status 0 */
+	ov[0].offset = 64 * BLK;
+	assert_int_equal(weft_port_read(p, fd, r[0], BLK, &ov[0]), 0);
+	expect(p, &ov[0], 5);
+	assert_int_equal(ov[0].status, 0);
+	assert_int_equal(ov[0].bytes, 0);
+	/* a short read across the end */
+	ov[0].offset = 64 * BLK - 100;
+	assert_int_equal(weft_port_read(p, fd, r[0], BLK, &ov[0]), 0);
+	expect(p, &ov[0], 5);
+	assert_int_equal(ov[0].bytes, 100);
+	for (uint32_t i = 0; i < 100; i++)
+		assert_int_equal(r[0][i], pat(64 * BLK - 100 + i));
+	/* not associated / bad arguments: nothing submitted */
+	assert_int_equal(weft_port_read(p, fd + 100, r[0], BLK, &ov[0]), -EBADF);
+	assert_int_equal(weft_port_read(p, fd, NULL, BLK, &ov[0]), -EINVAL);
+	expect_none(p);
+	assert_int_equal(weft_port_close_fd(p, fd), 0);
+	weft_port_close(p);
+}
+
+/* Reads of a file whose pages were dropped: the inline try would block (io_uring:
+ * RWF_NOWAIT says -EAGAIN), so they take the queued path; every one completes once
+ * with the right bytes, also when cancelled right after submission (then -ECANCELED or
+ * the data, never both, never twice). */
+static void test_port_io_file_uncached_fallback(void **state)
+{
+	(void)state;
+	weft_port *p = mkport(2);
+	enum { N = 16 };
+	int fd = tmpfile_in("/var/tmp", N * 4 * BLK);
+	if (fd < 0) {
+		weft_port_close(p);
+		skip();
+	}
+	static unsigned char r[N][BLK];
+	weft_overlapped ov[N];
+	for (int round = 0; round < 2; round++) {
+		fsync(fd);
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		if (round == 0)
+			assert_int_equal(weft_port_associate(p, fd, 9), 0);
+		for (int i = 0; i < N; i++) {
+			memset(&ov[i], 0, sizeof ov[i]);
+			memset(r[i], 0, BLK);
+			ov[i].offset = (uint64_t)i * 4 * BLK + 8;
+			assert_int_equal(weft_port_read(p, fd, r[i], BLK, &ov[i]), 0);
+			if (round == 1 && (i & 1)) {
+				int c = weft_port_cancel(p, fd, &ov[i]);
+				assert_true(c == 0 || c == -ENOENT);
+			}
+		}
+		int seen[N] = {0};
+		for (int k = 0; k < N; k++) {
+			uint32_t b;
+			uintptr_t key;
+			weft_overlapped *o;
+			assert_int_equal(weft_port_get(p, &b, &key, &o, T_MS), 0);
+			assert_int_equal(key, 9);
+			int i = (int)(o - ov);
+			assert_true(i >= 0 && i < N);
+			seen[i]++;
+			if (o->status == -ECANCELED) {
+				assert_int_equal(round, 1);
+				assert_int_equal(b, 0);
+				continue;
+			}
+			assert_int_equal(o->status, 0);
+			assert_int_equal(b, BLK);
+			for (uint32_t j = 0; j < BLK; j += 97)
+				assert_int_equal(r[i][j], pat(o->offset + j));
+		}
+		for (int i = 0; i < N; i++)
+			assert_int_equal(seen[i], 1);
+		expect_none(p);
+	}
+	assert_int_equal(weft_port_close_fd(p, fd), 0);
+	weft_port_close(p);
+}
+
+/* A recv with data already buffered completes inline; one posted before the data waits
+ * (ring / readiness queue) and completes once the data comes; a send into an empty
+ * buffer completes inline. Cancel after completion: -ENOENT. */
+static void test_port_io_socket_inline_and_queued(void **state)
+{
+	(void)state;
+	weft_port *p = mkport(2);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(weft_port_associate(p, sv[0], 3), 0);
+	char in[64], out[64];
+	memset(out, 'a', sizeof out);
+	weft_overlapped rov = {0}, sov = {0};
+	/* inline: data is there */
+	assert_int_equal(send(sv[1], "hello", 5, 0), 5);
+	assert_int_equal(weft_port_recv(p, sv[0], in, sizeof in, &rov), 0);
+	expect(p, &rov, 3);
+	assert_int_equal(rov.status, 0);
+	assert_int_equal(rov.bytes, 5);
+	assert_memory_equal(in, "hello", 5);
+	assert_int_equal(weft_port_cancel(p, sv[0], &rov), -ENOENT);
+	/* queued: no data yet */
+	assert_int_equal(weft_port_recv(p, sv[0], in, sizeof in, &rov), 0);
+	expect_none(p);
+	assert_int_equal(weft_port_send(p, sv[0], out, sizeof out, &sov), 0);
+	expect(p, &sov, 3);
+	assert_int_equal(sov.status, 0);
+	assert_int_equal(sov.bytes, sizeof out);
+	assert_int_equal(weft_port_cancel(p, sv[0], &sov), -ENOENT);
+	char peer[64];
+	assert_int_equal(recv(sv[1], peer, sizeof peer, MSG_WAITALL), (ssize_t)sizeof peer);
+	assert_memory_equal(peer, out, sizeof out);
+	assert_int_equal(send(sv[1], "world!", 6, 0), 6);
+	expect(p, &rov, 3);
+	assert_int_equal(rov.status, 0);
+	assert_int_equal(rov.bytes, 6);
+	assert_memory_equal(in, "world!", 6);
+	assert_int_equal(weft_port_cancel(p, sv[0], &rov), -ENOENT);
+	/* queued, then cancelled: -ECANCELED exactly once */
+	assert_int_equal(weft_port_recv(p, sv[0], in, sizeof in, &rov), 0);
+	assert_int_equal(weft_port_cancel(p, sv[0], &rov), 0);
+	expect(p, &rov, 3);
+	assert_int_equal(rov.status, -ECANCELED);
+	assert_int_equal(weft_port_cancel(p, sv[0], &rov), -ENOENT);
+	expect_none(p);
+	assert_int_equal(weft_port_close_fd(p, sv[0]), 0);
+	close(sv[1]);
+	weft_port_close(p);
+}
+
+/* ---- the fast path racing disassociate and close ---- */
+
+#define SUBS 2
+
+struct race {
+	weft_port *p;
+	int fd;
+	uint32_t stop;		/* atomic */
+	uint32_t ready;		/* atomic: submitters associated with the port */
+	uint32_t finished;	/* atomic: submitters through */
+	uint32_t done[SUBS];	/* atomic: completions seen per submitter's overlapped */
+	uint64_t iters;
+	/* recorded by the threads, asserted by the main thread */
+	uint64_t submitted[SUBS], rejected[SUBS], completed[SUBS], ok[SUBS], cancelled[SUBS];
+	uint64_t bad_submit, bad_status, bad_ov, churns;
+	weft_overlapped ov[SUBS];
+	unsigned char buf[SUBS][BLK];
+};
+
+struct sub_arg {
+	struct race *r;
+	int i;
+};
+
+/* Submits reads one at a time on its own overlapped, waiting for each to complete (the
+ * getter thread marks it) before reusing it. */
+static void *race_submitter(void *arg)
+{
+	struct sub_arg *a = arg;
+	struct race *r = a->r;
+	/* associate this thread with the port (a get), so the port outlives a racing
+	 * close for it, as the port's rules ask of threads that touch it late */
+	weft_port_get(r->p, NULL, NULL, NULL, 0);
+	/* ... before anyone submits: that get must not take another thread's packet */
+	weft__fadd_rel(&r->ready, 1u);
+	while (weft__load_acq(&r->ready) < SUBS)
+		sched_yield();
+	uint32_t seen = 0;
+	for (uint64_t k = 0; k < r->iters && !weft__load_acq(&r->stop); k++) {
+		weft_overlapped *o = &r->ov[a->i];
+		o->offset = (k % 32) * BLK;
+		int e = weft_port_read(r->p, r->fd, r->buf[a->i], BLK, o);
+		if (e == -EBADF || e == -ESHUTDOWN) {
+			r->rejected[a->i]++;
+			if (e == -ESHUTDOWN)
+				break;
+			sched_yield();
+			continue;
+		}
+		if (e != 0) {
+			r->bad_submit++;
+			break;
+		}
+		r->submitted[a->i]++;
+		seen++;
+		/* acquire: pairs with the getter's release; o is ours again after it */
+		while (weft__load_acq(&r->done[a->i]) < seen)
+			sched_yield();
+	}
+	weft__fadd_rel(&r->finished, 1u);
+	return NULL;
+}
+
+static void *race_getter(void *arg)
+{
+	struct race *r = arg;
+	for (;;) {
+		uint32_t b;
+		uintptr_t key;
+		weft_overlapped *o;
+		int e = weft_port_get(r->p, &b, &key, &o, 20);
+		if (e == -ESHUTDOWN)
+			break;
+		if (e == -ETIMEDOUT) {
+			if (weft__load_acq(&r->stop) == 2)
+				break;
+			continue;
+		}
+		int i = (int)(o - r->ov);
+		if (i < 0 || i >= SUBS) {
+			r->bad_ov++;
+			continue;
+		}
+		r->completed[i]++;
+		if (o->status == 0 && b == BLK)
+			r->ok[i]++;
+		else if (o->status == -ECANCELED && b == 0)
+			r->cancelled[i]++;
+		else
+			r->bad_status++;
+		weft__fadd_rel(&r->done[i], 1u); /* release: hands o back to its submitter */
+	}
+	return NULL;
+}
+
+static void race_run(bool close_port)
+{
+	struct race *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	r->p = mkport(4);
+	r->fd = tmpfile_in("/tmp", 32 * BLK);
+	assert_true(r->fd >= 0);
+	r->iters = weft_test_iters(20000);
+	assert_int_equal(weft_port_associate(r->p, r->fd, 1), 0);
+	pthread_t g, s[SUBS];
+	struct sub_arg sa[SUBS];
+	assert_int_equal(pthread_create(&g, NULL, race_getter, r), 0);
+	for (int i = 0; i < SUBS; i++) {
+		sa[i] = (struct sub_arg){r, i};
+		assert_int_equal(pthread_create(&s[i], NULL, race_submitter, &sa[i]), 0);
+	}
+	if (close_port) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		weft_port_close(r->p); /* submitters and getter hold the port (they got on it) */
+	} else {
+		/* the fd leaves and comes back while reads are submitted on it, until the
+		 * submitters are through */
+		while (weft__load_acq(&r->finished) < SUBS) {
+			if (weft_port_disassociate(r->p, r->fd) != 0) {
+				r->bad_submit++;
+				break;
+			}
+			sched_yield(); /* a window in which submissions are refused */
+			if (weft_port_associate(r->p, r->fd, 1) != 0) {
+				r->bad_submit++;
+				break;
+			}
+			r->churns++;
+			sched_yield();
+		}
+	}
+	for (int i = 0; i < SUBS; i++)
+		pthread_join(s[i], NULL);
+	weft__store_rel(&r->stop, 2u);
+	pthread_join(g, NULL);
+	assert_int_equal(r->bad_submit, 0);
+	assert_int_equal(r->bad_status, 0);
+	assert_int_equal(r->bad_ov, 0);
+	uint64_t total = 0;
+	for (int i = 0; i < SUBS; i++) {
+		assert_int_equal(r->completed[i], r->submitted[i]);
+		assert_int_equal(r->ok[i] + r->cancelled[i], r->completed[i]);
+		total += r->submitted[i];
+	}
+	assert_true(total > 0);
+	fprintf(stderr, "  %s: %llu reads completed (%llu + %llu ok, %llu + %llu cancelled), %llu + %llu refused, %llu churns\n",
+		close_port ? "close" : "disassociate", (unsigned long long)total,
+		(unsigned long long)r->ok[0], (unsigned long long)r->ok[1],
+		(unsigned long long)r->cancelled[0], (unsigned long long)r->cancelled[1],
+		(unsigned long long)r->rejected[0], (unsigned long long)r->rejected[1],
+		(unsigned long long)r->churns);
+	if (close_port) {
+		close(r->fd);
+	} else {
+		assert_int_equal(weft_port_close_fd(r->p, r->fd), 0);
+		weft_port_close(r->p);
+	}
+	free(r);
+}
+
+/* Disassociate / associate in a loop while 2 threads submit reads on the fd: a read
+ * either is refused (-EBADF) or completes exactly once (data, or -ECANCELED when the
+ * disassociate caught it on its way to the queue). */
+static void test_port_io_fast_path_vs_disassociate(void **state)
+{
+	(void)state;
+	race_run(false);
+}
+
+/* The port closes while 2 threads submit reads: each accepted read completes exactly
+ * once and is drained by the getter; later submissions get -ESHUTDOWN. */
+static void test_port_io_fast_path_vs_close(void **state)
+{
+	(void)state;
+	race_run(true);
+}
+
+int main(void)
+{
+	const char *be = getenv("WEFT_BACKEND");
+	if (be && *be && !weft_port_backend_available(be)) {
+		fprintf(stderr, "backend %s unavailable here: skipped\n", be);
+		return 77;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_port_io_file_inline),
+	    cmocka_unit_test(test_port_io_file_uncached_fallback),
+	    cmocka_unit_test(test_port_io_socket_inline_and_queued),
+	    cmocka_unit_test(test_port_io_fast_path_vs_disassociate),
+	    cmocka_unit_test(test_port_io_fast_path_vs_close),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
