@@ -19,12 +19,12 @@
  *
  * Idle workers: the first to go idle takes the searching slot and spins on the ring for a
  * window before it parks (never more than one spinner; it polls the port for I/O every
- * 64 us, and when it finds it was descheduled for 50 us between two looks - other
- * threads want the CPU, and a descheduled searcher would hold up wake-ups - it parks at
- * once and nobody spins for the next 100 ms). The window adapts: after an idle gap of d <= spin_max_ns that ended with work,
+ * 64 us). The window adapts: after an idle gap of d <= spin_max_ns that ended with work,
  * it becomes 1.5 d, after a longer one back to the base (WEFT__TP_SPIN_BASE_NS). So a
  * pool fed every millisecond starts items without a futex wake-up, and an idle pool spins
  * at most spin_max_ns once, then sleeps (WEFT_POOL_SPIN_US sets spin_max, 0: base only).
+ * When the searcher finds it was descheduled for 50 us between two looks (other threads
+ * want the CPU, and a descheduled searcher holds up wake-ups), nobody spins for a second.
  *
  * Workers loop: ring, then weft_port_get. Counting who runs is the port's job (its
  * concurrency limit and its blocking hook); the pool adds threads when the port cannot
@@ -59,7 +59,7 @@
 #define WEFT__TP_SPIN_MAX_NS 2000000ull
 #define WEFT__TP_POLL_NS 64000ull
 #define WEFT__TP_SPIN_PREEMPT_NS 50000ull
-#define WEFT__TP_SPIN_OFF_NS (100ull * 1000000ull)
+#define WEFT__TP_SPIN_OFF_NS (1000ull * 1000000ull)
 
 /* Sequentially consistent operations for the wake protocol (the Dekker pairs in the
  * comment on top; ThreadSanitizer models these, not fences). */
@@ -446,6 +446,16 @@ static void take_packet(struct weft__tp_worker *w, bool *searching, uintptr_t ke
 	dispatch(w, key, ov, bytes);
 }
 
+/* A searcher was descheduled while it spun: nobody spins for a while. Spinning then
+ * takes the CPU from threads that want it, and a descheduled searcher still holds the
+ * searching slot, so submitters wake nobody until it runs again. */
+static void spin_off(weft_pool *p, uint64_t now)
+{
+	/* relaxed: hints */
+	weft__store_rlx(&p->spin_off_until, now + WEFT__TP_SPIN_OFF_NS);
+	weft__store_rlx(&p->spin_ns, 0ull);
+}
+
 /* The searcher's spin: until the window (from idle_since) ends, watches the ring; every
  * WEFT__TP_POLL_NS it polls the port (I/O completions, packets from a full ring, EXIT).
  * Returns 1 when the ring has work, 0 when the window ended, -1 on EXIT. */
@@ -458,8 +468,12 @@ static int spin_ring(struct weft__tp_worker *w, bool *searching, uint64_t idle_s
 		return 0;
 	for (uint32_t i = 1;; i++) {
 		struct weft__tp_cell *c = &p->cells[weft__load_rlx(&p->rhead) & (WEFT__TP_RING - 1)];
-		if (weft__load_rlx(&c->seq) == weft__load_rlx(&p->rhead) + 1)
+		if (weft__load_rlx(&c->seq) == weft__load_rlx(&p->rhead) + 1) {
+			/* Work that came while we were descheduled waited for us: counts too. */
+			if (last && weft__tp_now_ns() - last > WEFT__TP_SPIN_PREEMPT_NS)
+				spin_off(p, weft__tp_now_ns());
 			return 1;
+		}
 		weft_cpu_relax();
 		if ((i & 63) == 0) {
 			uint64_t now = weft__tp_now_ns();
@@ -468,10 +482,7 @@ static int spin_ring(struct weft__tp_worker *w, bool *searching, uint64_t idle_s
 			/* Descheduled between two looks (a yield and 64 relaxes apart): other
 			 * threads want this CPU, so spinning takes it from them; sleep instead. */
 			if (last && now - last > WEFT__TP_SPIN_PREEMPT_NS) {
-				/* And not for a while: a descheduled searcher holds the searching
-				 * slot, so submitters wake nobody until it runs again. */
-				weft__store_rlx(&p->spin_off_until, now + WEFT__TP_SPIN_OFF_NS);
-				weft__store_rlx(&p->spin_ns, 0ull);
+				spin_off(p, now);
 				return 0;
 			}
 			if (now >= poll) {
