@@ -51,9 +51,7 @@
 #include "atomic.h"
 #include "futex.h"
 #include "port_impl.h"
-
-#define RING_MASK (WEFT__RING_CAP - 1u)
-#define ENQ_CLOSED ((uint64_t)1 << 32)
+#include "port_ring.h"
 
 /* A waiter's word: W_WAITING (spinning), W_SLEEPING (on the futex), then one of the
  * final states set by whoever popped it off the stack under the port lock: W_PACKET (out
@@ -98,6 +96,9 @@ static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
 #ifndef PORT_PRESPIN_PAUSES
 #define PORT_PRESPIN_PAUSES 8u
 #endif
+#ifndef PORT_PRESPIN_LOOKS
+#define PORT_PRESPIN_LOOKS 2u
+#endif
 
 void weft__plock_slow(uint32_t *l)
 {
@@ -118,138 +119,6 @@ void weft__plock_slow(uint32_t *l)
 void weft__punlock_slow(uint32_t *l)
 {
 	weft__futex_wake(l, 1);
-}
-
-/* ---- the ring (lock-free) ---- */
-
-static inline uint32_t st_released(uint64_t d)
-{
-	return (uint32_t)(d >> 32);
-}
-
-/* Under the lock: released += delta (delta may be (uint32_t)-1). Relaxed: released only
- * changes under the lock (ordered by it) or in a take's CAS on the same word. */
-static inline void released_add(weft_port *p, uint32_t delta)
-{
-	weft__fadd_rlx(&p->deq, (uint64_t)delta << 32);
-}
-
-static inline uint32_t released_get(weft_port *p)
-{
-	return st_released(weft__load_rlx(&p->deq));
-}
-
-/* Claims the next ring position and publishes k there: 1, 0 when the ring is full,
- * -ESHUTDOWN once the port is closed. */
-static inline int ring_put(weft_port *p, const struct weft__pkt *k)
-{
-	/* relaxed: a guess until the CAS; the slot's seq orders the data. */
-	uint64_t e = weft__load_rlx(&p->enq);
-	for (;;) {
-		if (e & ENQ_CLOSED)
-			return -ESHUTDOWN;
-		uint32_t pos = (uint32_t)e;
-		struct weft__slot *s = &p->ring[pos & RING_MASK];
-		/* acquire: pairs with the release in ring_take that freed the slot: the last
-		 * consumer's reads of it happen before the writes below. */
-		int32_t d = (int32_t)(weft__load_acq(&s->seq) - pos);
-		if (d < 0)
-			return 0; /* a lap behind: full */
-		if (d > 0) {
-			e = weft__load_rlx(&p->enq); /* another producer took pos */
-			continue;
-		}
-		/* relaxed: the claim publishes nothing (seq does); the closed bit and the
-		 * position are one word, so a claim after the close fails here. */
-		if (weft__cas_rlx(&p->enq, &e, (e & ~(uint64_t)UINT32_MAX) | (uint32_t)(pos + 1u))) {
-			s->bytes = k->bytes;
-			s->key = k->key;
-			s->ov = k->ov;
-			/* release: publishes the packet; pairs with the acquire in ring_take. */
-			weft__store_rel(&s->seq, pos + 1u);
-			return 1;
-		}
-	}
-}
-
-/* Takes up to max published packets from the head of the ring in one CAS, if the
- * released count is below limit, and adds add to it in the same CAS. Returns how many
- * (0: the head is not published, or the limit). */
-static uint32_t ring_take(weft_port *p, weft_completion *out, uint32_t max, uint32_t limit, uint32_t add)
-{
-	uint64_t d = weft__load_rlx(&p->deq);
-	for (;;) {
-		if (st_released(d) >= limit)
-			return 0;
-		uint32_t pos = (uint32_t)d, n = 0;
-		/* acquire: pairs with the release in ring_put: the packet's fields are seen. */
-		while (n < max && weft__load_acq(&p->ring[(pos + n) & RING_MASK].seq) == pos + n + 1u)
-			n++;
-		if (n == 0) {
-			/* A stale head (another thread took it meanwhile) must not read as empty:
-			 * dispatch relies on it. relaxed: see released_add. */
-			uint64_t d2 = weft__load_rlx(&p->deq);
-			if (d2 == d)
-				return 0;
-			d = d2;
-			continue;
-		}
-		uint64_t nd = ((uint64_t)(st_released(d) + add) << 32) | (uint32_t)(pos + n);
-		/* relaxed: only this word's position and count change; the slots are ordered
-		 * by their seq. Slots pos..pos+n-1 stay ours: no one else can claim them. */
-		if (weft__cas_rlx(&p->deq, &d, nd)) {
-			for (uint32_t i = 0; i < n; i++) {
-				struct weft__slot *s = &p->ring[(pos + i) & RING_MASK];
-				out[i] = (weft_completion){s->bytes, s->key, s->ov};
-				/* release: the reads above happen before the next lap's producer
-				 * writes; pairs with the acquire in ring_put. */
-				weft__store_rel(&s->seq, pos + i + WEFT__RING_CAP);
-			}
-			return n;
-		}
-	}
-}
-
-/* ---- the overflow queue (port lock) ---- */
-
-static int q_grow(weft_port *p, uint32_t need)
-{
-	if (need <= p->qcap)
-		return 0;
-	uint32_t cap = p->qcap ? p->qcap : 64;
-	while (cap < need)
-		cap *= 2;
-	struct weft__pkt *nq = malloc(sizeof *nq * cap);
-	if (!nq)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < p->qlen; i++)
-		nq[i] = p->q[(p->qhead + i) & (p->qcap - 1)];
-	free(p->q);
-	p->q = nq;
-	p->qcap = cap;
-	p->qhead = 0;
-	return 0;
-}
-
-static void q_push(weft_port *p, const struct weft__pkt *k)
-{
-	p->q[(p->qhead + p->qlen) & (p->qcap - 1)] = *k;
-	p->qlen++;
-	/* relaxed: a hint for posts and spinning gets; the queue itself is under the lock. */
-	weft__store_rlx(&p->ovf, p->qlen);
-}
-
-static uint32_t q_take(weft_port *p, weft_completion *out, uint32_t max)
-{
-	uint32_t n = 0;
-	for (; n < max && p->qlen; n++) {
-		struct weft__pkt k = p->q[p->qhead];
-		p->qhead = (p->qhead + 1) & (p->qcap - 1);
-		p->qlen--;
-		out[n] = (weft_completion){k.bytes, k.key, k.ov};
-	}
-	weft__store_rlx(&p->ovf, p->qlen); /* relaxed: as in q_push */
-	return n;
 }
 
 /* Under the lock: takes up to max packets (ring first: it holds the older ones) for a
@@ -310,11 +179,25 @@ static struct weft__waiter *dispatch(weft_port *p)
 	return wake;
 }
 
-/* Under the lock: tells posts whether a packet they put into the ring may have to go
- * to a waiter. relaxed: see settle. */
+/* p->wake: bit 0 (WAKE_WAITER, under the lock): a thread waits and released <
+ * concurrency, so a packet put into the ring may have to go to that waiter; bits 1..
+ * (WAKE_SPINNER each): released threads looking at the ring in prespin, which announce
+ * themselves only while bit 0 is set. A post takes the lock only when wake is exactly
+ * WAKE_WAITER: a thread still looking is newer than any waiter, and takes the packet
+ * from the ring itself (no futex wake for an older, sleeping thread). */
+#define WAKE_WAITER 1u
+#define WAKE_SPINNER 2u
+
+/* Under the lock: sets or clears bit 0 of p->wake (see settle for the ordering). */
 static void hint_set(weft_port *p)
 {
-	weft__store_rlx(&p->wake, (uint32_t)(p->waiters && released_get(p) < p->concurrency));
+	bool want = p->waiters && released_get(p) < p->concurrency;
+	/* relaxed: compared with the lock's view; the RMWs below keep the spinner bits. */
+	bool have = weft__load_rlx(&p->wake) & WAKE_WAITER;
+	if (want && !have)
+		weft__for_acqrel(&p->wake, WAKE_WAITER);
+	else if (!want && have)
+		weft__fand_acqrel(&p->wake, ~WAKE_WAITER);
 }
 
 /* Under the lock, after a waiter was added or released dropped: dispatch, without
@@ -322,7 +205,7 @@ static void hint_set(weft_port *p)
 static struct weft__waiter *settle(weft_port *p)
 {
 	hint_set(p);
-	/* acq_rel: our store of wake, then this RMW, then our look at the ring; a post
+	/* acq_rel: our update of wake, then this RMW, then our look at the ring; a post
 	 * publishes, does the same RMW on p->enq, then looks at wake (port_put). The RMWs
 	 * on one word are totally ordered: the later one synchronizes with the earlier
 	 * one, so either we see the packet or the post sees wake. (A seq_cst fence would
@@ -557,7 +440,7 @@ static inline int port_put(weft_port *p, const struct weft__pkt *k, bool complet
 			/* acq_rel: publication, then this RMW, then the look at wake; pairs
 			 * with the RMW in settle. */
 			weft__fadd_acqrel(&p->enq, 0);
-			if (weft__load_rlx(&p->wake))
+			if (weft__load_rlx(&p->wake) == WAKE_WAITER)
 				kick(p);
 			return 0;
 		}
@@ -659,6 +542,22 @@ static int w_return(struct port_tls *t, bool armed, int r)
 	return r;
 }
 
+/* A thread leaving prespin that announced itself: a post may have skipped the lock
+ * because of it; if a packet is still in the ring and a waiter may take it, hand it over.
+ * acq_rel RMWs: the spinner bit goes, then the RMW on p->enq, then the look at the ring;
+ * a post publishes, does the same RMW, then reads wake (as in settle). */
+static void prespin_leave(weft_port *p)
+{
+	uint32_t w = weft__fadd_acqrel(&p->wake, (uint32_t)-WAKE_SPINNER);
+	if (!(w & WAKE_WAITER))
+		return;
+	weft__fadd_acqrel(&p->enq, 0);
+	uint64_t d = weft__load_rlx(&p->deq);
+	/* relaxed: a look; dispatch re-reads under the lock with acquire. */
+	if (weft__load_rlx(&p->ring[(uint32_t)d & RING_MASK].seq) == (uint32_t)d + 1u)
+		kick(p);
+}
+
 /* A released thread back in get found the ring empty: it looks again for up to
  * PORT_PRESPIN_NS before it becomes a waiter. Returns the packets taken, or 0 (go wait:
  * time is up, the port is over its limit, packets sit in the overflow, or it closed). */
@@ -666,28 +565,38 @@ static uint32_t prespin(weft_port *p, weft_completion *out, uint32_t max)
 {
 	if (!weft__smp())
 		return 0;
+	/* relaxed: if bit 0 is set later, the waiter came later and is the newer one. */
+	bool announced = weft__load_rlx(&p->wake) & WAKE_WAITER;
+	if (announced)
+		weft__fadd_acqrel(&p->wake, WAKE_SPINNER);
 	uint64_t t0 = weft__now_ns();
+	uint32_t n = 0;
 	for (uint32_t i = 1;; i++) {
 		for (uint32_t j = 0; j < PORT_PRESPIN_PAUSES; j++)
 			weft_cpu_relax();
 		/* relaxed: a look; ring_take re-reads with the orderings it needs. */
 		uint64_t d = weft__load_rlx(&p->deq);
 		if (st_released(d) > p->concurrency)
-			return 0;
+			break;
 		if (weft__load_rlx(&p->ring[(uint32_t)d & RING_MASK].seq) == (uint32_t)d + 1u) {
-			uint32_t n = ring_take(p, out, max, p->concurrency + 1u, 0);
+			n = ring_take(p, out, max, p->concurrency + 1u, 0);
 			if (n)
-				return n;
+				break;
 		}
 		/* relaxed: hints, re-checked under the lock by the slow path. */
 		if (weft__load_rlx(&p->ovf) || weft__load_rlx(&p->closed))
-			return 0;
-		if ((i & 15) == 0) {
+			break;
+		if ((i & (PORT_PRESPIN_LOOKS - 1)) == 0) {
 			weft__port_io_poll(p);
 			if (weft__now_ns() - t0 >= PORT_PRESPIN_NS)
-				return 0;
+				break;
+			/* the thread that will post may need this CPU (see w_sleep) */
+			sched_yield();
 		}
 	}
+	if (announced)
+		prespin_leave(p);
+	return n;
 }
 
 /* The slow path of port_wait: under the lock, take or become a waiter. */
