@@ -483,6 +483,66 @@ static void test_port_fast_close_under_posts(void **state)
 	}
 }
 
+/* ---- a thread looking at the ring keeps posts from waking an older waiter, and does
+ * not strand what it leaves behind ---- */
+
+struct spin_shared {
+	weft_port *p;
+	uint32_t go;   /* atomic: S is about to call get */
+	uint32_t done; /* atomic: main has W's result */
+	int rc_w, rc_s;
+	uintptr_t key_w, key_s;
+};
+
+static void *spin_w(void *v)
+{
+	struct spin_shared *s = v;
+	s->rc_w = weft_port_get(s->p, NULL, &s->key_w, NULL, 5000);
+	return NULL;
+}
+
+static void *spin_s(void *v)
+{
+	struct spin_shared *s = v;
+	if (weft_port_get(s->p, NULL, NULL, NULL, 0) != -ETIMEDOUT) /* now released */
+		abort();
+	weft__store_rel(&s->go, 1u);
+	/* back into get: it looks at the ring a moment first; takes one packet, then
+	 * never comes back (the second packet must reach W anyway) */
+	s->rc_s = weft_port_get(s->p, NULL, &s->key_s, NULL, 10000);
+	/* stay released and on the port (leaving it, or pausing in a weft primitive, would
+	 * hand the rest over) until W is done */
+	while (!weft__load_acq(&s->done))
+		usleep(100);
+	return NULL;
+}
+
+static void test_port_fast_spinner_leaves_rest(void **state)
+{
+	(void)state;
+	int rounds = (int)weft_test_iters(200);
+	for (int r = 0; r < rounds; r++) {
+		struct spin_shared s = {.p = weft_port_create(2)};
+		pthread_t w, sp;
+		pthread_create(&w, NULL, spin_w, &s);
+		wait_waiters(s.p, 1);
+		pthread_create(&sp, NULL, spin_s, &s);
+		while (!weft__load_acq(&s.go))
+			;
+		for (volatile int i = 0; i < (r % 20) * 50; i++) /* land in S's look, or after */
+			;
+		assert_int_equal(weft_port_post(s.p, 0, 1, NULL), 0);
+		assert_int_equal(weft_port_post(s.p, 0, 2, NULL), 0);
+		pthread_join(w, NULL);
+		weft__store_rel(&s.done, 1u);
+		pthread_join(sp, NULL);
+		assert_int_equal(s.rc_s, 0);
+		assert_int_equal(s.rc_w, 0);
+		assert_int_equal(s.key_s + s.key_w, 3);
+		weft_port_close(s.p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,6 +551,7 @@ int main(void)
 	    cmocka_unit_test(test_port_fast_limit_in_bursts),
 	    cmocka_unit_test(test_port_fast_over_limit),
 	    cmocka_unit_test(test_port_fast_close_under_posts),
+	    cmocka_unit_test(test_port_fast_spinner_leaves_rest),
 	};
 	const char *be = getenv("WEFT_BACKEND");
 	if (be && *be && !weft_port_backend_available(be))
