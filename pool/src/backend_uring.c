@@ -365,9 +365,8 @@ static int ur_reap(void *be, struct weft__op *op, int res)
 /* Reports every CQE there (io lock held: submitters, spinning waiters and the reaper
  * all drain). A stage re-armed from here may complete inline: the loop re-reads the
  * tail and takes it too. */
-static void ur_drain(void *be)
+static unsigned drain_count(struct ur *u)
 {
-	struct ur *u = be;
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 	io_uring_for_each_cqe(&u->ring, head, cqe)
@@ -382,8 +381,14 @@ static void ur_drain(void *be)
 	 * enter flushes them: do it now rather than leave them to the next submit. */
 	if (io_uring_cq_has_overflow(&u->ring)) {
 		io_uring_get_events(&u->ring);
-		ur_drain(u);
+		n += drain_count(u);
 	}
+	return n;
+}
+
+static void ur_drain(void *be)
+{
+	drain_count(be);
 }
 
 /* True when the CQ holds entries; atomic loads of the ring's indexes, which the drainer
@@ -440,9 +445,16 @@ static void ur_wait(void *be)
 			weft__port_io_lock(u->port);
 		}
 		busy = 0;
-		ur_drain(u);
+		unsigned n = drain_count(u);
 		weft__port_io_unlock(u->port);
-		last = weft__now_ns();
+		/* Poll on only after completions this thread reported. When a spinning
+		 * waiter drained them first (the eventfd still woke this thread: a poll-armed
+		 * recv completes as task_work in its submitter, which is often that waiter),
+		 * go back to sleep at once: spinning here would take the CPU from the very
+		 * thread that is to answer (measured: loaded 2-vCPU TCP ping-pong, see
+		 * docs/port.md). */
+		if (n)
+			last = weft__now_ns();
 	}
 }
 
