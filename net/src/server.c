@@ -364,8 +364,7 @@ int weft_conn_send(weft_conn *c, const void *data, size_t len)
 		if (n > 0) {
 			tls_inline_done += (size_t)n;
 			count(&s->bytes_out, n);
-			if (s->idle_ns)
-				weft__store_rlx(&c->last_active, now_ns());
+			/* last_active: set by the completion whose callback runs this */
 			if ((size_t)n == len) {
 				weft_cs_leave(&c->lock);
 				return 0;
@@ -449,8 +448,7 @@ int weft_conn_sendfile(weft_conn *c, int file_fd, uint64_t offset, uint32_t len)
 		if (n > 0) {
 			tls_inline_done += (size_t)n;
 			count(&s->bytes_out, n);
-			if (s->idle_ns)
-				weft__store_rlx(&c->last_active, now_ns());
+			/* last_active: set by the completion whose callback runs this */
 			if ((size_t)n == len) {
 				weft_cs_leave(&c->lock);
 				return 0;
