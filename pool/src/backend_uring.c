@@ -7,7 +7,9 @@
  *     urdev). When the data is there (page cache, socket buffer) one system call beats
  *     a submit plus a CQE, and the packet goes into the port's queue from the submitting
  *     thread. Measured on the 2-vCPU dev VM: a cached 4 KiB read 0.6 us instead of
- *     ~1.4-3.7 us through the ring.
+ *     ~1.4-3.7 us through the ring. Reads and writes of regular files make that call
+ *     without the port's io lock (try_fast; port_io.c's fast path), so threads reading
+ *     files through one port do not queue behind each other's system calls.
  *  2. Submitter drain. Otherwise one SQE is submitted under the port's io lock (the SQ
  *     has one producer at a time); io_uring may still complete it during the submit.
  *     The submitter drains the CQ right after, still under the lock, with the ring's
@@ -33,8 +35,14 @@
  * poll followed by sendfile(2) (io_uring has no sendfile opcode; the splice pair
  * through a pipe would cost two SQEs and a pipe per operation). Cancel is
  * IORING_OP_ASYNC_CANCEL by user_data; the cancelled operation still posts its own CQE
- * (-ECANCELED, or its result if it won), so it completes exactly once. Not used yet:
- * registered files, multishot accept/recv with provided buffers, SQPOLL.
+ * (-ECANCELED, or its result if it won), so it completes exactly once.
+ *
+ * Measured and not used (numbers in docs/port.md): the ring for cached file reads (a
+ * submit plus CQE costs more than preadv2, even 8 SQEs per submit); registered files
+ * (~80 ns saved per ring operation, 0.5 us per associate + disassociate to keep the
+ * table); multishot accept and multishot recv with a provided buffer ring (no gain
+ * measured, and weft_port_recv names its buffer); SQPOLL (the SQ thread and the
+ * submitter fight over 2 vCPUs: 10-30x slower).
  */
 #include <errno.h>
 #include <liburing.h>
