@@ -600,8 +600,8 @@ static uint32_t prespin(weft_port *p, weft_completion *out, uint32_t max)
 }
 
 /* The slow path of port_wait: under the lock, take or become a waiter. */
-static int port_wait_slow(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count, uint32_t timeout_ms,
-			  bool alertable)
+static int port_wait_slow(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count,
+			  uint32_t timeout_ms, bool alertable)
 {
 	struct port_tls *t = &tls_port;
 	struct timespec ts, *dl = NULL;
@@ -674,8 +674,8 @@ static int port_wait_slow(weft_port *p, weft_completion *out, uint32_t max, uint
 /* The common wait behind get and get_many. Returns 0 (packets in out), -ETIMEDOUT,
  * -ESHUTDOWN, or (alertable) WEFT_WAIT_IO_COMPLETION after running the thread's APCs.
  * Packets win over APCs: an alertable get that can take a packet takes it. */
-static inline int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count, uint32_t timeout_ms,
-			    bool alertable)
+static inline int port_wait(weft_port *p, weft_completion *out, uint32_t max, uint32_t *count,
+			    uint32_t timeout_ms, bool alertable)
 {
 	struct port_tls *t = &tls_port;
 	*count = 0;

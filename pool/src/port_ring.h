@@ -68,7 +68,8 @@ static inline int ring_put(weft_port *p, const struct weft__pkt *k)
 /* Takes up to max published packets from the head of the ring in one CAS, if the
  * released count is below limit, and adds add to it in the same CAS. Returns how many
  * (0: the head is not published, or the limit). */
-static inline uint32_t ring_take(weft_port *p, weft_completion *out, uint32_t max, uint32_t limit, uint32_t add)
+static inline uint32_t ring_take(weft_port *p, weft_completion *out, uint32_t max, uint32_t limit,
+				 uint32_t add)
 {
 	uint64_t d = weft__load_rlx(&p->deq);
 	for (;;) {

@@ -90,10 +90,10 @@ struct mix_io {
 struct mix_shared {
 	weft_port *p;
 	int fd;
-	uint64_t nposts;    /* per producer */
-	uint32_t nio;       /* reads submitted by the io thread */
+	uint64_t nposts; /* per producer */
+	uint32_t nio;	 /* reads submitted by the io thread */
 	struct mix_io *ios;
-	uint8_t *seen;      /* posts: [prod * nposts + i]; consumers only, each index once */
+	uint8_t *seen; /* posts: [prod * nposts + i]; consumers only, each index once */
 	uint8_t *io_seen;
 	uint64_t taken[MIX_CONS]; /* atomic: main polls */
 	uint64_t bad[MIX_CONS];
@@ -146,11 +146,12 @@ static void *mix_consumer(void *v)
 		uint32_t n = 0;
 		int r;
 		if (a->idx == 0 || a->idx == 3) {
-			r = weft_port_get(s->p, &c[0].bytes, &c[0].key, &c[0].ov, a->idx == 3 ? 0 : WEFT_INFINITE);
+			r = weft_port_get(s->p, &c[0].bytes, &c[0].key, &c[0].ov,
+					  a->idx == 3 ? 0 : WEFT_INFINITE);
 			n = r == 0;
 		} else {
-			r = weft_port_get_many(s->p, c, a->idx == 1 ? 16 : 3, &n, a->idx == 2 ? 1 : WEFT_INFINITE,
-					       false);
+			r = weft_port_get_many(s->p, c, a->idx == 1 ? 16 : 3, &n,
+					       a->idx == 2 ? 1 : WEFT_INFINITE, false);
 		}
 		if (r == -ETIMEDOUT) {
 			sched_yield();
@@ -189,7 +190,8 @@ static void *mix_consumer(void *v)
 static void test_port_fast_mixed_exactly_once(void **state)
 {
 	(void)state;
-	struct mix_shared s = {.p = weft_port_create(2), .nposts = weft_test_iters(200000),
+	struct mix_shared s = {.p = weft_port_create(2),
+			       .nposts = weft_test_iters(200000),
 			       .nio = (uint32_t)weft_test_iters(20000)};
 	assert_non_null(s.p);
 	char path[] = "/tmp/weft-port-fast-XXXXXX";
