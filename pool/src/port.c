@@ -16,7 +16,10 @@
  * If the ring is empty it keeps looking for a moment (PORT_PRESPIN_NS) before it becomes
  * a waiter: a stream of packets is then taken straight from the ring, several per cache
  * line, instead of one lock round and one hand-off per packet. During that moment it
- * still counts as released (as if its get had started a moment later).
+ * still counts as released (as if its get had started a moment later). While a waiter
+ * exists it announces itself in p->wake, so posts leave packets to it rather than
+ * futex-wake an older, sleeping waiter (the hot thread first, as LIFO wants); when it
+ * stops looking it hands what is left to the waiters (prespin_leave).
  *
  * Slow paths, under the lock: a thread that finds nothing pushes a waiter record (on
  * its own stack) onto the LIFO stack, spins briefly, then sleeps on the record's word.
