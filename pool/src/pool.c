@@ -716,6 +716,10 @@ static uint64_t manager_check(weft_pool *p, uint64_t now)
 	uint64_t sub = submitted_count(p);
 	uint64_t queued = sub > s.taken ? sub - s.taken : 0;
 	bool injected = inject_locked(p, &s, queued);
+	/* Safety net: work queued and a worker idle at the same look. The wake protocol
+	 * should never leave it so (a WAKE post that failed for memory could); a wake with
+	 * the searching slot taken does nothing. */
+	bool nudge = queued > 0 && s.idle > 0;
 	watch_progress_locked(p, &s, queued, now);
 	uint64_t next = next_look_locked(p, &s, queued, now);
 	if (injected)
@@ -725,6 +729,8 @@ static uint64_t manager_check(weft_pool *p, uint64_t now)
 	struct weft__tp_worker *z = p->zombies;
 	p->zombies = NULL;
 	pthread_mutex_unlock(&p->lock);
+	if (nudge && !(weft__load_acq(&p->submitted) & 2u))
+		try_wake(p);
 	while (z) {
 		struct weft__tp_worker *n = z->next;
 		pthread_join(z->thread, NULL);
