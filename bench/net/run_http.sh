@@ -255,6 +255,7 @@ field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 PAR=$("$LOAD" --parallel-check)
 echo "run_http: $PAR" >&2
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+START=$(date -u '+%Y-%m-%d %H:%M UTC')
 for n in $NTHREADS; do for s in $SERVERS; do
 	rm -f "$OUT/raw/$s-$n".* "$OUT/raw/$s-$n-"*
 done; done
@@ -305,12 +306,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2fx",
 {
 	echo "# HTTP/1.1 file serving: weft-server vs nginx vs h2o (wrk, keep-alive, 127.0.0.1)"
 	echo
-	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -srm); CPUs: $(nproc); commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo "- date: $START to $(date -u '+%H:%M UTC'); host: $(uname -srm); CPUs: $(nproc); commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "- parallelism check (2 threads of a read loop vs 1): before: ${PAR#PARALLEL }; after: ${PAR_AFTER#PARALLEL } (>= 1.7 trustworthy)"
 	echo "- loadavg before: $LOAD0; after: $(cut -d' ' -f1-3 /proc/loadavg); wall time of the runs: $((T1 - T0)) s"
 	echo "- load: wrk -t$WTHREADS -c$CONNS -d${DUR}s (after a 1 s warm-up) per run, $REPEAT runs per cell interleaved across servers, medians; the wrk client shares the CPUs with the server"
 	echo "- files: small.txt ($SMALL B), 1m.bin (1 MiB); threads = weft-server --threads, nginx worker_processes, h2o num-threads"
-	echo "- weft-server: $WEFT --mode http ${WEFT_ARGS}; nginx: sendfile, tcp_nopush, open_file_cache, access_log off, keepalive_requests 1e8; h2o: defaults (file.dir)"
+	echo "- weft-server: $WEFT --mode http ${WEFT_ARGS} (repository HEAD above; a -w binary may be older); nginx: sendfile, tcp_nopush, open_file_cache, access_log off, keepalive_requests 1e8; h2o: defaults (file.dir)"
 	echo "- CPU: the server's utime+stime during the timed run (all its processes/threads), from /proc/<pid>/stat"
 	echo "- command: $cmdline"
 	echo
