@@ -40,7 +40,8 @@ typedef struct weft_server_callbacks {
 	 * then discarded). */
 	void (*on_data)(weft_conn *c, const void *data, size_t len);
 	/* bytes more were sent (one weft_conn_send may be reported in several calls, several
-	 * in one). May be NULL. */
+	 * in one). Bytes a callback sent inline (see weft_conn_send) are reported on the same
+	 * thread right after that callback returns. May be NULL. */
 	void (*on_write_done)(weft_conn *c, size_t bytes);
 	/* The connection is gone: reason 0 when the peer closed, -ECONNABORTED after
 	 * weft_conn_close, -ESHUTDOWN when the server stopped, -ETIMEDOUT when it was idle
@@ -99,11 +100,15 @@ WEFT_API void weft_server_destroy(weft_server *s);
 /* Queues a copy of data[0, len) to be sent after everything queued before. Returns 0,
  * -ENOBUFS if the connection's queue would exceed send_queue_max (nothing is queued),
  * -ENOTCONN once the connection is closing, -ENOMEM. Thread-safe; never blocks on the
- * network. */
+ * network. Called from c's own on_data or on_write_done with nothing queued, it first
+ * sends directly on the socket (non-blocking, one send(2), no port operation) and
+ * queues only what the socket did not take. */
 WEFT_API int weft_conn_send(weft_conn *c, const void *data, size_t len);
 
 /* Sends len bytes of file_fd from offset, without copying them through user space
- * (TransmitFile; the port's sendfile). Only when nothing is queued: -EBUSY while bytes
+ * (TransmitFile; the port's sendfile). From c's own on_data or on_write_done, what the
+ * socket takes at once is sent inline (as weft_conn_send) and only the rest goes through
+ * the port. Only when nothing is queued: -EBUSY while bytes
  * from weft_conn_send or another sendfile are still going out (wait for on_write_done
  * with weft_conn_queued() == 0). The len bytes count in weft_conn_queued until sent, and
  * data sent after it follows them. file_fd must stay open until on_write_done reports
