@@ -10,6 +10,9 @@
 #include "atomic.h"
 #include "port_impl.h"
 
+/* Positions are 32-bit and wrap (compared as differences). A CAS whose thread sleeps
+ * while 2^32 packets go through could succeed on a stale word: the usual bounded-tag
+ * caveat, accepted (hours of traffic inside one preempted instruction window). */
 #define RING_MASK (WEFT__RING_CAP - 1u)
 #define ENQ_CLOSED ((uint64_t)1 << 32)
 
@@ -21,7 +24,8 @@ static inline uint32_t st_released(uint64_t d)
 }
 
 /* Under the lock: released += delta (delta may be (uint32_t)-1). Relaxed: released only
- * changes under the lock (ordered by it) or in a take's CAS on the same word. */
+ * changes under the lock (here, or in a counted take's CAS), so lock holders see it in
+ * order; a lock-free take (add 0) CASes the whole word and fails if it changed. */
 static inline void released_add(weft_port *p, uint32_t delta)
 {
 	weft__fadd_rlx(&p->deq, (uint64_t)delta << 32);
