@@ -574,9 +574,12 @@ static uint32_t prespin(weft_port *p, weft_completion *out, uint32_t max)
 		weft__fadd_acqrel(&p->wake, WAKE_SPINNER);
 	uint64_t t0 = weft__now_ns();
 	uint32_t n = 0;
+	bool yielded = false;
 	for (uint32_t i = 1;; i++) {
-		for (uint32_t j = 0; j < PORT_PRESPIN_PAUSES; j++)
+		/* no pause right after a yield: the poster may just have run on this CPU */
+		for (uint32_t j = 0; !yielded && j < PORT_PRESPIN_PAUSES; j++)
 			weft_cpu_relax();
+		yielded = false;
 		/* relaxed: a look; ring_take re-reads with the orderings it needs. */
 		uint64_t d = weft__load_rlx(&p->deq);
 		if (st_released(d) > p->concurrency)
@@ -595,6 +598,7 @@ static uint32_t prespin(weft_port *p, weft_completion *out, uint32_t max)
 				break;
 			/* the thread that will post may need this CPU (see w_sleep) */
 			sched_yield();
+			yielded = true;
 		}
 	}
 	if (announced)
