@@ -34,7 +34,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cmdline="$0 $*"
+cmdline=$(printf '%q ' "$0" "$@")
 BUILD=$root/build-release-http
 WEFT=
 OUT=
