@@ -30,8 +30,9 @@
  *   fib(n-1) as a child (a new weft_work, submitted) and fib(n-2) itself, then waits for
  *   the child with weft_work_wait (which on a pool thread runs the child inline if no
  *   worker took it yet); below the cutoff it recurses sequentially. seq is the same
- *   recursion without a pool. ms_op: wall ms per fib (cpu_ms_op: process CPU); speedup: only on weft rows, seq time
- *   (same run order, measured just before) / this time is in the summary.
+ *   recursion without a pool. ms_op: wall ms per fib (cpu_ms_op: process CPU); speedup:
+ *   only on weft rows, seq time (same run order, measured just before) / this time is in
+ *   the summary.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -493,7 +493,8 @@ static int spin_ring(struct weft__tp_worker *w, bool *searching, uint64_t idle_s
 				if (weft_port_get(p->port, &bytes, &key, &ov, 0) == 0) {
 					if (key == WEFT__TP_KEY_EXIT)
 						return -1;
-					if (key == WEFT__TP_KEY_WAKE) /* we search already: one slot is extra */
+					/* WAKE: we search already, so one slot is extra. */
+					if (key == WEFT__TP_KEY_WAKE)
 						sc_fadd(&p->idle, (uint32_t)-WEFT__TP_SEARCH);
 					else
 						take_packet(w, searching, key, ov, bytes);
