@@ -170,14 +170,13 @@ static void *race_submitter(void *v)
 			e = weft_pool_submit(r->p, race_extra, r);
 			if (e == 0)
 				extra++;
-			i--;
 		}
 		if (e == -ESHUTDOWN)
 			break;
 		if (e != 0)
 			abort();
 	}
-	r->accepted[a->id] = i;
+	r->accepted[a->id] = i < RACE_MAX ? i : RACE_MAX;
 	weft__fadd_rel(&r->extra_accepted, extra);
 	weft__fadd_rel(&r->saw_shutdown, 1u);
 	return NULL;
