@@ -1,8 +1,12 @@
 /* weft/threadpool.h - a Windows-style thread pool on the completion port.
  *
  * Workers are threads named "<name>-N" that loop on the pool's completion port
- * (weft_port_get). Every callback (plain submits, work objects, timers, waits, I/O) reaches
- * a worker as a packet on that port, so the port's concurrency limit and its blocking hook
+ * (weft_port_get). Callbacks (plain submits, work objects, timers, waits) wait in the
+ * pool's own lock-free queue, which workers drain before they go back to the port; a
+ * submit posts one wake-up packet to the port only when no worker is awake and looking
+ * (as the Windows worker factory releases workers rather than queueing a packet per
+ * item). I/O completions arrive as packets on the port. A worker running callbacks is a
+ * released thread of the port, so the port's concurrency limit and its blocking hook
  * decide how many callbacks really run at once, as the kernel does for a Windows pool.
  *
  * No deadlock, no loss:
