@@ -42,7 +42,12 @@
  * (~80 ns saved per ring operation, 0.5 us per associate + disassociate to keep the
  * table); multishot accept and multishot recv with a provided buffer ring (no gain
  * measured, and weft_port_recv names its buffer); SQPOLL (the SQ thread and the
- * submitter fight over 2 vCPUs: 10-30x slower).
+ * submitter fight over 2 vCPUs: 10-30x slower); COOP_TASKRUN (saves the IPI that runs
+ * a poll-armed recv's task_work on its spinning submitter, TCP round trip ~30 -> ~23 us
+ * on a quiet machine, but then a completion waits until its submitting thread next
+ * enters the kernel, however long its user code runs). Not tried: submitting every
+ * ring SQE from the reaper, which would make the reaper the only task that runs
+ * task_work, and so COOP_TASKRUN safe (a hand-off per submission while it sleeps).
  */
 #include <errno.h>
 #include <liburing.h>
