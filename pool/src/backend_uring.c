@@ -10,17 +10,32 @@
  *     ~1.4-3.7 us through the ring. Reads and writes of regular files make that call
  *     without the port's io lock (try_fast; port_io.c's fast path), so threads reading
  *     files through one port do not queue behind each other's system calls.
- *  2. Submitter drain. Otherwise one SQE is submitted under the port's io lock (the SQ
- *     has one producer at a time); io_uring may still complete it during the submit.
- *     The submitter drains the CQ right after, still under the lock, with the ring's
- *     eventfd muted (IORING_CQ_EVENTFD_DISABLED) so those inline CQEs do not wake the
- *     reaper for nothing (an IPI and a context switch per operation).
+ *  2. The reaper submits. Otherwise the submitter prepares one SQE under the port's io
+ *     lock (the SQ has one producer at a time) and hands it to the reaper (hand_to_reaper:
+ *     a flag, and an eventfd kick if the reaper sleeps), which submits it. So every
+ *     request in the ring belongs to the reaper, and its task_work (how io_uring
+ *     completes a poll-armed recv, send, accept...) runs on the reaper. The ring is set
+ *     up with COOP_TASKRUN | TASKRUN_FLAG: no IPI; the reaper, spinning or woken from
+ *     its eventfd sleep, sees IORING_SQ_TASKRUN and runs it (io_uring_get_events), with
+ *     the eventfd muted since it drains right after. Before, the task_work ran on
+ *     whichever user thread had submitted, interrupted by an IPI (spinning in
+ *     weft_port_get, typically), and its CQE woke the reaper through the eventfd: on a
+ *     quiet 2-vCPU VM a TCP round trip took ~30 us against epoll's ~14. COOP_TASKRUN
+ *     with user threads as submitters would leave a completion waiting until its
+ *     submitter enters the kernel; with the reaper as the only submitter that question
+ *     does not arise. (A full SQ is submitted by the caller, which then owns those
+ *     requests: rare, 256 SQEs pending.) A thread's exit no longer cancels ring requests
+ *     either (they are the reaper's); the re-arm below stays for a ring set up without
+ *     COOP_TASKRUN (older kernels), where callers submit as before.
  *  3. Spinning waiters. A thread spinning in weft_port_get before it sleeps polls the CQ
- *     (try-lock, drain), so a completion that lands meanwhile (typically a poll-armed
- *     recv run as task_work on its submitter) goes to a waiter without a reaper hop.
- *  4. The reaper. One thread per port sleeps on the eventfd, spins 30 us after each
- *     batch, and drains under the io lock (waiting for the lock to come free rather
- *     than queueing on it: the holder is usually a submitter draining).
+ *     (try-lock, drain), so a completion that lands meanwhile goes to a waiter without
+ *     a reaper hop. Every caller of arm drains right after it, and arm mutes the
+ *     eventfd meanwhile (IORING_CQ_EVENTFD_DISABLED), so what completes then does not
+ *     wake the reaper for nothing.
+ *  4. The reaper. One thread per port submits, runs its task_work, drains under the io
+ *     lock (waiting for the lock to come free rather than queueing on it: the holder is
+ *     usually a submitter draining), spins 30 us after completions it reported, and
+ *     sleeps on the eventfd.
  * Every result goes to port.c, which advances multi-stage operations or queues the
  * packet and hands it to the most recent waiting thread (LIFO) under the concurrency
  * limit - the same path as a posted packet, so the port's semantics are identical on
@@ -42,12 +57,11 @@
  * (~80 ns saved per ring operation, 0.5 us per associate + disassociate to keep the
  * table); multishot accept and multishot recv with a provided buffer ring (no gain
  * measured, and weft_port_recv names its buffer); SQPOLL (the SQ thread and the
- * submitter fight over 2 vCPUs: 10-30x slower); COOP_TASKRUN (saves the IPI that runs
- * a poll-armed recv's task_work on its spinning submitter, TCP round trip ~30 -> ~23 us
- * on a quiet machine, but then a completion waits until its submitting thread next
- * enters the kernel, however long its user code runs). Not tried: submitting every
- * ring SQE from the reaper, which would make the reaper the only task that runs
- * task_work, and so COOP_TASKRUN safe (a hand-off per submission while it sleeps).
+ * submitter fight over 2 vCPUs: 10-30x slower); COOP_TASKRUN with user threads as
+ * submitters (saves the IPI, TCP round trip ~30 -> ~23 us on a quiet machine, but then
+ * a completion waits until its submitting thread next
+ * enters the kernel, however long its user code runs: hence 2. above, where only the
+ * reaper submits).
  */
 #include <errno.h>
 #include <liburing.h>
@@ -71,9 +85,31 @@
 struct ur {
 	weft_port *port;
 	struct io_uring ring;
-	int efd;       /* the ring's eventfd: the reaper sleeps on it (-1: on the ring) */
-	uint32_t stop; /* atomic: set by wake */
+	int efd;	     /* the ring's eventfd: the reaper sleeps on it (-1: on the ring) */
+	uint32_t stop;	     /* atomic: set by wake */
+	uint32_t by_reaper;  /* SQEs are submitted by the reaper (COOP_TASKRUN ring) */
+	uint32_t sq_pending; /* atomic: SQEs prepared, waiting for the reaper's submit */
+	uint32_t asleep;     /* io lock: the reaper sleeps (or is about to) on the eventfd */
 };
+
+static void kick(struct ur *u)
+{
+	uint64_t one = 1;
+	if (write(u->efd, &one, sizeof one) < 0) {
+		/* cannot overflow: the reaper reads it down */
+	}
+}
+
+/* io lock held: the SQEs just prepared go to the kernel from the reaper (so their
+ * task_work runs there); wakes it if it sleeps. */
+static void hand_to_reaper(struct ur *u)
+{
+	weft__store_rel(&u->sq_pending, 1u); /* release: the SQEs; pairs with ur_wait */
+	if (u->asleep) {
+		u->asleep = 0;
+		kick(u);
+	}
+}
 
 static int ur_init(weft_port *port, void **be)
 {
@@ -81,7 +117,12 @@ static int ur_init(weft_port *port, void **be)
 	if (!u)
 		return -ENOMEM;
 	u->port = port;
-	int r = io_uring_queue_init(port ? 256 : 2, &u->ring, 0);
+	int r = -EINVAL;
+	if (port)
+		r = io_uring_queue_init(256, &u->ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+	u->by_reaper = r == 0;
+	if (r < 0)
+		r = io_uring_queue_init(port ? 256 : 2, &u->ring, 0);
 	if (r < 0) {
 		free(u);
 		return r;
@@ -94,6 +135,8 @@ static int ur_init(weft_port *port, void **be)
 			u->efd = -1;
 		}
 	}
+	if (u->efd < 0)
+		u->by_reaper = 0; /* the reaper sleeps in the ring then: keep submitting here */
 	*be = u;
 	return 0;
 }
@@ -306,6 +349,10 @@ static int arm_muted(struct ur *u, struct weft__op *op, int *res)
 		(*side)++;
 		op->bstate = rd ? 1 : 2;
 	}
+	if (u->by_reaper) {
+		hand_to_reaper(u);
+		return 0;
+	}
 	int r = io_uring_submit(&u->ring);
 	if (r < 0) {
 		if (side) {
@@ -344,7 +391,10 @@ static bool ur_cancel(void *be, struct weft__op *op)
 	if (sqe) {
 		io_uring_prep_cancel(sqe, op, 0);
 		io_uring_sqe_set_data64(sqe, TAG_CANCEL);
-		io_uring_submit(&u->ring);
+		if (u->by_reaper)
+			hand_to_reaper(u);
+		else
+			io_uring_submit(&u->ring);
 	}
 	return false;
 }
@@ -438,7 +488,11 @@ static void ur_wait(void *be)
 	uint32_t busy = 0, spins = 0;
 	/* acquire: pairs with the release in ur_wake. */
 	while (!weft__load_acq(&u->stop)) {
-		if (!cq_nonempty(u)) {
+		/* acquire: pairs with the release in hand_to_reaper; the flags word is the
+		 * kernel's (TASKRUN: task_work of this thread's requests waits for it) */
+		bool work = cq_nonempty(u) || weft__load_acq(&u->sq_pending) ||
+			    (u->by_reaper && (weft__load_acq(u->ring.sq.kflags) & IORING_SQ_TASKRUN));
+		if (!work) {
 			if (weft__now_ns() - last < WEFT__REAPER_SPIN_NS) {
 				weft_cpu_relax();
 				if ((++spins & 63) == 0)
@@ -450,8 +504,16 @@ static void ur_wait(void *be)
 			 * The raw enter, not io_uring_wait_cqe: that one reads the CQ head with
 			 * plain loads, and only the lock holder may write it. */
 			if (u->efd >= 0) {
+				weft__port_io_lock(u->port);
+				u->asleep = 1;
+				bool pending = weft__load_acq(&u->sq_pending);
+				if (pending)
+					u->asleep = 0;
+				weft__port_io_unlock(u->port);
 				uint64_t v;
-				if (read(u->efd, &v, sizeof v) < 0)
+				/* (a submitter that sees asleep kicks the eventfd; task_work of the
+				 * reaper's requests interrupts the read and runs on its way out) */
+				if (!pending && read(u->efd, &v, sizeof v) < 0)
 					continue; /* EINTR */
 			} else if (io_uring_enter((unsigned)u->ring.ring_fd, 0, 1, IORING_ENTER_GETEVENTS,
 						  NULL) < 0) {
@@ -470,6 +532,19 @@ static void ur_wait(void *be)
 			weft__port_io_lock(u->port);
 		}
 		busy = 0;
+		u->asleep = 0;
+		if (u->by_reaper) {
+			/* submits what callers prepared, and runs this thread's task_work (its
+			 * requests' completions): eventfd muted, this thread drains next */
+			io_uring_cq_eventfd_toggle(&u->ring, false);
+			if (weft__load_acq(&u->sq_pending)) {
+				weft__store_rlx(&u->sq_pending, 0u); /* relaxed: io lock */
+				io_uring_submit(&u->ring);
+			}
+			if (weft__load_acq(u->ring.sq.kflags) & IORING_SQ_TASKRUN)
+				io_uring_get_events(&u->ring);
+			io_uring_cq_eventfd_toggle(&u->ring, true);
+		}
 		unsigned n = drain_count(u);
 		weft__port_io_unlock(u->port);
 		/* Poll on only after completions this thread reported. When a spinning
