@@ -18,26 +18,7 @@
 #include <weft/pool.h>
 
 #include "atomic.h"
-#include "weft_test.h"
-
-#define T_MS 10000u /* generous bound for a completion that must come */
-
-/* Dequeues one completion and checks it is ov's. */
-static void expect(weft_port *p, weft_overlapped *ov, uintptr_t key)
-{
-	uint32_t bytes;
-	uintptr_t k;
-	weft_overlapped *got = NULL;
-	assert_int_equal(weft_port_get(p, &bytes, &k, &got, T_MS), 0);
-	assert_ptr_equal(got, ov);
-	assert_int_equal(k, key);
-	assert_int_equal(bytes, ov->bytes);
-}
-
-static void expect_none(weft_port *p)
-{
-	assert_int_equal(weft_port_get(p, NULL, NULL, NULL, 30), -ETIMEDOUT);
-}
+#include "port_util.h"
 
 static int listener(uint16_t *port)
 {
@@ -72,22 +53,12 @@ static void tcp_pair(int *a, int *b)
 	close(l);
 }
 
-static weft_port *mkport(void)
-{
-	weft_port *p = weft_port_create(2);
-	assert_non_null(p);
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && *be)
-		assert_string_equal(weft_port_backend(p), be);
-	return p;
-}
-
 /* ---- files ---- */
 
 static void test_io_file_read_write_offset(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	char path[] = "/tmp/weft-io-XXXXXX";
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
@@ -128,7 +99,7 @@ static void test_io_file_read_write_offset(void **state)
 static void test_io_bad_fd(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	weft_overlapped ov;
 	char b[4];
 	int fds[2];
@@ -148,7 +119,7 @@ static void test_io_bad_fd(void **state)
 static void test_io_pipe_read_eof(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	int fds[2];
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
 	assert_int_equal(weft_port_associate(p, fds[0], 1), 0);
@@ -189,7 +160,7 @@ static void test_io_pipe_read_eof(void **state)
 static void test_io_accept_connect_send_recv(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	uint16_t port;
 	int l = listener(&port);
 	assert_int_equal(weft_port_associate(p, l, 100), 0);
@@ -259,7 +230,7 @@ static void test_io_accept_connect_send_recv(void **state)
 static void test_io_accept_first_bytes(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	uint16_t port;
 	int l = listener(&port);
 	assert_int_equal(weft_port_associate(p, l, 1), 0);
@@ -298,7 +269,7 @@ static void test_io_accept_first_bytes(void **state)
 static void test_io_connect_refused(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	uint16_t port;
 	int l = listener(&port);
 	close(l); /* nobody listens there any more */
@@ -316,7 +287,7 @@ static void test_io_connect_refused(void **state)
 static void test_io_peer_reset(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	int a, b;
 	tcp_pair(&a, &b);
 	assert_int_equal(weft_port_associate(p, a, 7), 0);
@@ -353,7 +324,7 @@ static void *drain_thread(void *v)
 static void test_io_send_all_bytes(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	int a, b;
 	tcp_pair(&a, &b);
 	int sz = 4096;
@@ -383,7 +354,7 @@ static void test_io_send_all_bytes(void **state)
 static void test_io_cancel(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	int a, b;
 	tcp_pair(&a, &b);
 	assert_int_equal(weft_port_associate(p, a, 3), 0);
@@ -423,7 +394,7 @@ static void test_io_cancel(void **state)
 static void test_io_close_fd_completes_pending(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	int a, b;
 	tcp_pair(&a, &b);
 	assert_int_equal(weft_port_associate(p, a, 9), 0);
@@ -455,7 +426,7 @@ static void test_io_close_fd_completes_pending(void **state)
 static void test_io_port_close_completes_pending(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	int a, b;
 	tcp_pair(&a, &b);
 	assert_int_equal(weft_port_associate(p, a, 4), 0);
@@ -480,7 +451,7 @@ static void test_io_port_close_completes_pending(void **state)
 static void test_io_fd_number_reused(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	for (int round = 0; round < 3; round++) {
 		int a, b;
 		tcp_pair(&a, &b);
@@ -530,7 +501,7 @@ static void *race_sender(void *v)
 static void test_io_cancel_races_completion(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	int a, b;
 	tcp_pair(&a, &b);
 	assert_int_equal(weft_port_associate(p, a, 1), 0);
@@ -582,7 +553,7 @@ static void test_io_cancel_races_completion(void **state)
 static void test_io_port_close_many_in_flight(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	enum { NS = 16, PER = 4 };
 	int a[NS], b[NS];
 	static weft_overlapped ov[NS][PER];
@@ -654,7 +625,7 @@ static void *late_client_main(void *v)
 static void test_io_second_stage_from_any_thread(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	struct late_client c = {.n = (uint32_t)weft_test_iters(400)};
 	int l = listener(&c.port);
 	assert_int_equal(weft_port_associate(p, l, 1), 0);
@@ -692,7 +663,7 @@ static int udp_bound(struct sockaddr_in *a)
 static void test_io_recvfrom_sendto(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	struct sockaddr_in aa, ba;
 	int a = udp_bound(&aa), b = udp_bound(&ba);
 	assert_int_equal(weft_port_associate(p, a, 1), 0);
@@ -731,7 +702,7 @@ static void test_io_recvfrom_sendto(void **state)
 static void test_io_completion_burst(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	struct sockaddr_in aa, ba;
 	int a = udp_bound(&aa), b = udp_bound(&ba);
 	int big = 4 << 20;
@@ -802,7 +773,7 @@ static void *sink_thread(void *v)
 static void test_io_sendfile(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	char path[] = "/tmp/weft-sf-XXXXXX";
 	int f = mkstemp(path);
 	unlink(path);
@@ -934,7 +905,7 @@ static void *echo_worker(void *v)
 
 static void run_echo(uint32_t nconn, uint32_t nworkers, uint64_t bytes_each)
 {
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	struct conn *cs = calloc(nconn, sizeof *cs);
 	for (uint32_t k = 0; k < nconn; k++) {
 		struct conn *c = &cs[k];
@@ -1017,7 +988,7 @@ static void *submit_and_exit(void *v)
 static void test_io_op_outlives_its_thread(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	int a, b;
 	tcp_pair(&a, &b);
 	assert_int_equal(weft_port_associate(p, b, 5), 0);
@@ -1044,7 +1015,7 @@ static void test_io_op_outlives_its_thread(void **state)
 static void test_io_file_read_uncached(void **state)
 {
 	(void)state;
-	weft_port *p = mkport();
+	weft_port *p = mkport(2);
 	char path[] = "/var/tmp/weft-unc-XXXXXX";
 	int fd = mkstemp(path);
 	if (fd < 0) {
@@ -1072,11 +1043,8 @@ static void test_io_file_read_uncached(void **state)
 
 int main(void)
 {
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && *be && !weft_port_backend_available(be)) {
-		fprintf(stderr, "backend %s unavailable here: skipped\n", be);
+	if (tp_skip_backend())
 		return 77;
-	}
 	signal(SIGPIPE, SIG_IGN); /* sendfile cannot say MSG_NOSIGNAL */
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_io_file_read_write_offset),

@@ -12,16 +12,7 @@
 #include <weft/sync.h>
 
 #include "atomic.h"
-#include "weft_test.h"
-
-/* Internal: the number of threads waiting in the port (for ordering the test). */
-uint32_t weft__port_waiters(weft_port *p);
-
-static void wait_waiters(weft_port *p, uint32_t n)
-{
-	while (weft__port_waiters(p) != n)
-		usleep(200);
-}
+#include "port_util.h"
 
 static void test_port_backend_named(void **state)
 {
@@ -563,11 +554,8 @@ static void test_port_alertable_runs_apcs(void **state)
 
 int main(void)
 {
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && *be && !weft_port_backend_available(be)) {
-		fprintf(stderr, "backend %s unavailable here: skipped\n", be);
+	if (tp_skip_backend())
 		return 77;
-	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_port_backend_named),
 	    cmocka_unit_test(test_port_post_get_fields),

@@ -16,18 +16,9 @@
 #include <weft/sync.h>
 
 #include "atomic.h"
-#include "weft_test.h"
-
-/* Internal: the number of threads waiting in the port (for ordering the test). */
-uint32_t weft__port_waiters(weft_port *p);
+#include "port_util.h"
 
 #define RING 2048u /* WEFT__RING_CAP (pool/src/port_impl.h) */
-
-static void wait_waiters(weft_port *p, uint32_t n)
-{
-	while (weft__port_waiters(p) != n)
-		usleep(200);
-}
 
 /* ---- one producer's packets stay in order through ring and overflow ---- */
 
@@ -555,8 +546,7 @@ int main(void)
 	    cmocka_unit_test(test_port_fast_close_under_posts),
 	    cmocka_unit_test(test_port_fast_spinner_leaves_rest),
 	};
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && *be && !weft_port_backend_available(be))
+	if (tp_skip_backend())
 		return 77;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,36 +18,9 @@
 #include <weft/pool.h>
 
 #include "atomic.h"
-#include "weft_test.h"
+#include "port_util.h"
 
-#define T_MS 10000u /* generous bound for a completion that must come */
 #define BLK 4096u
-
-static weft_port *mkport(uint32_t concurrency)
-{
-	weft_port *p = weft_port_create(concurrency);
-	assert_non_null(p);
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && *be)
-		assert_string_equal(weft_port_backend(p), be);
-	return p;
-}
-
-static void expect(weft_port *p, weft_overlapped *ov, uintptr_t key)
-{
-	uint32_t bytes;
-	uintptr_t k;
-	weft_overlapped *got = NULL;
-	assert_int_equal(weft_port_get(p, &bytes, &k, &got, T_MS), 0);
-	assert_ptr_equal(got, ov);
-	assert_int_equal(k, key);
-	assert_int_equal(bytes, ov->bytes);
-}
-
-static void expect_none(weft_port *p)
-{
-	assert_int_equal(weft_port_get(p, NULL, NULL, NULL, 30), -ETIMEDOUT);
-}
 
 static unsigned char pat(uint64_t i)
 {
@@ -476,11 +449,8 @@ static void test_port_io_fast_path_vs_close(void **state)
 
 int main(void)
 {
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && *be && !weft_port_backend_available(be)) {
-		fprintf(stderr, "backend %s unavailable here: skipped\n", be);
+	if (tp_skip_backend())
 		return 77;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_port_io_file_inline),

@@ -17,17 +17,7 @@
 #include "atomic.h"
 #include "futex.h"
 #include "internal.h"
-#include "weft_test.h"
-
-static inline int tp_skip_backend(void)
-{
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && *be && !weft_port_backend_available(be)) {
-		fprintf(stderr, "backend %s unavailable here: skipped\n", be);
-		return 1;
-	}
-	return 0;
-}
+#include "port_util.h"
 
 /* A one-shot gate: gate_wait sleeps (through the blocking hook, as every weft primitive
  * does) until gate_open. */
