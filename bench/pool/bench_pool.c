@@ -109,6 +109,25 @@ typedef struct ntask {
 	void *arg;
 } ntask;
 
+/* Appends t to a growable power-of-two ring (head, len, cap), doubling it when full; the
+ * caller holds the ring's mutex. Shared by the naive and per-worker peer pools. */
+static void ntask_push(ntask **ring, uint32_t *head, uint32_t *len, uint32_t *cap, ntask t)
+{
+	if (*len == *cap) {
+		ntask *nr = malloc(sizeof *nr * *cap * 2);
+		if (!nr)
+			abort();
+		for (uint32_t i = 0; i < *len; i++)
+			nr[i] = (*ring)[(*head + i) & (*cap - 1)];
+		free(*ring);
+		*ring = nr;
+		*head = 0;
+		*cap *= 2;
+	}
+	(*ring)[(*head + *len) & (*cap - 1)] = t;
+	(*len)++;
+}
+
 typedef struct naive_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -160,19 +179,7 @@ static naive_pool *naive_create(uint32_t n)
 static void naive_submit(naive_pool *np, void (*fn)(void *), void *arg)
 {
 	pthread_mutex_lock(&np->mu);
-	if (np->len == np->cap) {
-		ntask *nr = malloc(sizeof *nr * np->cap * 2);
-		if (!nr)
-			abort();
-		for (uint32_t i = 0; i < np->len; i++)
-			nr[i] = np->ring[(np->head + i) & (np->cap - 1)];
-		free(np->ring);
-		np->ring = nr;
-		np->head = 0;
-		np->cap *= 2;
-	}
-	np->ring[(np->head + np->len) & (np->cap - 1)] = (ntask){fn, arg};
-	np->len++;
+	ntask_push(&np->ring, &np->head, &np->len, &np->cap, (ntask){fn, arg});
 	if (np->idle)
 		pthread_cond_signal(&np->cv);
 	pthread_mutex_unlock(&np->mu);
@@ -301,19 +308,7 @@ static void pwq_submit(pwq_pool *pp, void (*fn)(void *), void *arg)
 {
 	pwq_queue *q = &pp->q[pp->next++ % pp->n];
 	pthread_mutex_lock(&q->mu);
-	if (q->len == q->cap) {
-		ntask *nr = malloc(sizeof *nr * q->cap * 2);
-		if (!nr)
-			abort();
-		for (uint32_t i = 0; i < q->len; i++)
-			nr[i] = q->ring[(q->head + i) & (q->cap - 1)];
-		free(q->ring);
-		q->ring = nr;
-		q->head = 0;
-		q->cap *= 2;
-	}
-	q->ring[(q->head + q->len) & (q->cap - 1)] = (ntask){fn, arg};
-	q->len++;
+	ntask_push(&q->ring, &q->head, &q->len, &q->cap, (ntask){fn, arg});
 	if (q->sleeping)
 		pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
