@@ -6,6 +6,7 @@
  * Server callbacks run on port threads: they only count into atomics, and the main
  * thread asserts. Every wait is bounded by a deadline and fails the test when it passes. */
 #include "weft_test.h"
+#include "pool/port_util.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -578,11 +579,8 @@ static void test_echo_bad_config(void **state)
 
 int main(void)
 {
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && !weft_port_backend_available(be)) {
-		fprintf(stderr, "backend %s not available here: skipped\n", be);
+	if (tp_skip_backend())
 		return 77;
-	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_echo_bad_config),
 		cmocka_unit_test(test_echo_thousand_connections),

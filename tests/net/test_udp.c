@@ -2,6 +2,7 @@
  * backend (77 when the forced one is not available). Callbacks run on port threads and
  * only count into atomics; the main thread asserts. Every wait has a deadline. */
 #include "weft_test.h"
+#include "pool/port_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -235,11 +236,8 @@ static void test_udp_bad_config(void **state)
 
 int main(void)
 {
-	const char *be = getenv("WEFT_BACKEND");
-	if (be && !weft_port_backend_available(be)) {
-		fprintf(stderr, "backend %s not available here: skipped\n", be);
+	if (tp_skip_backend())
 		return 77;
-	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_udp_bad_config),
 		cmocka_unit_test(test_udp_echo),
