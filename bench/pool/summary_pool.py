@@ -12,6 +12,10 @@ import statistics
 import sys
 from collections import defaultdict
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from summary import fmt as _fmt  # noqa: E402  (bench/summary.py: one number format)
+
 FAMILIES = ("port_stream", "port_rt", "port_idle", "port_io", "pool_items", "pool_latency",
             "pool_idle", "pool_fj")
 IGNORED_ARGS = {"min_warmup_time", "iterations", "real_time", "threads", "min_time",
@@ -45,21 +49,6 @@ def _load(paths):
                 runs[(fam, impl, arg)][k].append(float(v))
     med = {k: {m: statistics.median(v) for m, v in ms.items()} for k, ms in runs.items()}
     return med, errors
-
-
-def _fmt(v, digits=3):
-    if v is None:
-        return "–"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.{digits}f}"
 
 
 def sections(path, more=()):
