@@ -475,6 +475,18 @@ int weft_conn_sendfile(weft_conn *c, int file_fd, uint64_t offset, uint32_t len)
 	return rc;
 }
 
+int weft_conn_set_cork(weft_conn *c, bool on)
+{
+	int v = on ? 1 : 0;
+	weft_cs_enter(&c->lock);
+	/* the fd stays open until on_close; closing only says no more I/O is wanted */
+	int rc = c->closing || c->close_queued ? -ENOTCONN : 0;
+	if (rc == 0 && setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v) != 0)
+		rc = -errno;
+	weft_cs_leave(&c->lock);
+	return rc;
+}
+
 void weft_conn_close(weft_conn *c)
 {
 	(void)conn_close_async(c, -ECONNABORTED);

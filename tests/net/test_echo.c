@@ -31,6 +31,8 @@ struct counts {
 	uint64_t data_calls;
 	uint64_t write_done_bytes;
 	uint32_t quit_on_q;         /* on_data closes the connection when it sees a 'q' */
+	uint32_t cork_cmds;         /* on_data runs the cork commands (test_echo_cork) */
+	int cork_rc[3];             /* results of weft_conn_set_cork: on, off, after close */
 };
 
 static struct counts cnt;
@@ -47,6 +49,21 @@ static void cb_data(weft_conn *c, const void *data, size_t len)
 	weft__fadd_rlx(&cnt.data_calls, 1);
 	if (weft__load_rlx(&cnt.quit_on_q) && memchr(data, 'q', len)) {
 		weft_conn_close(c);
+		return;
+	}
+	if (weft__load_rlx(&cnt.cork_cmds) && len == 1) {
+		/* 'C': cork, then send 4 bytes; 'U': uncork; 'X': close, then try to cork */
+		char cmd = *(const char *)data;
+		if (cmd == 'C') {
+			weft__store_rlx(&cnt.cork_rc[0], weft_conn_set_cork(c, true));
+			if (weft_conn_send(c, "HEAD", 4) < 0)
+				weft_conn_close(c);
+		} else if (cmd == 'U') {
+			weft__store_rlx(&cnt.cork_rc[1], weft_conn_set_cork(c, false));
+		} else if (cmd == 'X') {
+			weft_conn_close(c);
+			weft__store_rlx(&cnt.cork_rc[2], weft_conn_set_cork(c, true));
+		}
 		return;
 	}
 	int rc = weft_conn_send(c, data, len);
@@ -577,6 +594,42 @@ static void test_echo_bad_config(void **state)
 	weft_server_destroy(s);
 }
 
+/* weft_conn_set_cork: corked, the 4 bytes sent stay in the server's socket (TCP_CORK holds
+ * a partial segment for up to 200 ms; the client looks for 100 ms after asking); uncorked,
+ * they arrive at once. After weft_conn_close it answers -ENOTCONN. */
+static void test_echo_cork(void **state)
+{
+	(void)state;
+	weft_server *s = start(1, 0, 0, 0);
+	weft__store_rlx(&cnt.cork_cmds, 1u);
+	for (int i = 0; i < 3; i++)
+		weft__store_rlx(&cnt.cork_rc[i], 1);
+	int fd = client_connect(weft_server_port(s), 0);
+	assert_int_equal(send(fd, "C", 1, MSG_NOSIGNAL), 1);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 100), 0);   /* held */
+	assert_int_equal(send(fd, "U", 1, MSG_NOSIGNAL), 1);
+	char b[8];
+	size_t got = 0;
+	while (got < 4) {
+		if (poll(&p, 1, 2000) != 1)
+			fail_msg("the corked bytes did not come within 2 s of uncorking");
+		ssize_t n = recv(fd, b + got, sizeof b - got, 0);
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	assert_int_equal(got, 4);
+	assert_memory_equal(b, "HEAD", 4);
+	assert_int_equal(weft__load_rlx(&cnt.cork_rc[0]), 0);
+	assert_int_equal(weft__load_rlx(&cnt.cork_rc[1]), 0);
+	assert_int_equal(send(fd, "X", 1, MSG_NOSIGNAL), 1);
+	assert_true(sees_close(fd));
+	wait_idle(s, 1);
+	assert_int_equal(weft__load_rlx(&cnt.cork_rc[2]), -ENOTCONN);
+	close(fd);
+	weft_server_destroy(s);
+}
+
 int main(void)
 {
 	if (tp_skip_backend())
@@ -591,6 +644,7 @@ int main(void)
 		cmocka_unit_test(test_echo_close_from_callback),
 		cmocka_unit_test(test_echo_reset_no_leak),
 		cmocka_unit_test(test_echo_idle_timeout),
+		cmocka_unit_test(test_echo_cork),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
