@@ -181,35 +181,72 @@ static void parse_connection(struct weft__http_request *r, const char *v, size_t
 	}
 }
 
-/* Range: bytes=a-b | bytes=a- | bytes=-n (RFC 9110 14.1.2). Anything else is ignored. */
-static void parse_range(struct weft__http_range *rg, const char *v, size_t n)
+/* One range-spec: a-b | a- | -n (RFC 9110 14.1.2). False when malformed. */
+static bool parse_range_spec(struct weft__http_range *rg, const char *v, size_t n)
 {
-	rg->kind = WEFT_HTTP_RANGE_IGNORED;
-	rg->first = rg->last = 0;
-	if (n < 6 || !eq_ci(v, 6, "bytes="))
-		return;
-	v += 6;
-	n -= 6;
 	const char *dash = memchr(v, '-', n);
-	if (!dash || memchr(v, ',', n))
-		return;
+	if (!dash)
+		return false;
 	size_t a = (size_t)(dash - v), b = n - a - 1;
 	uint64_t first = 0, last = 0;
 	if (a == 0) {
 		if (!parse_u63(dash + 1, b, &last))
-			return;
+			return false;
 		rg->kind = WEFT_HTTP_RANGE_SUFFIX;
 	} else if (b == 0) {
 		if (!parse_u63(v, a, &first))
-			return;
+			return false;
 		rg->kind = WEFT_HTTP_RANGE_FROM;
 	} else {
 		if (!parse_u63(v, a, &first) || !parse_u63(dash + 1, b, &last) || last < first)
-			return;
+			return false;
 		rg->kind = WEFT_HTTP_RANGE_FROM_TO;
 	}
 	rg->first = first;
 	rg->last = last;
+	return true;
+}
+
+/* Range: "bytes=" range-set, a list (1#range-spec: OWS around the commas, empty elements
+ * allowed, none before the first). One spec: r->range; several: MULTI with the specs in
+ * r->ranges. A malformed spec anywhere, another unit or more than WEFT_HTTP_MAX_RANGES
+ * specs: IGNORED. */
+static void parse_range(struct weft__http_request *r, const char *v, size_t n)
+{
+	struct weft__http_range *rg = &r->range;
+	rg->kind = WEFT_HTTP_RANGE_IGNORED;
+	rg->first = rg->last = 0;
+	if (n < 6 || !eq_ci(v, 6, "bytes="))
+		return;
+	const char *p = v + 6, *end = v + n;
+	unsigned k = 0;
+	bool after_comma = false;
+	while (p <= end) {
+		if (after_comma)
+			while (p < end && (*p == ' ' || *p == '\t'))
+				p++;
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end;
+		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e > p) {
+			if (k == WEFT_HTTP_MAX_RANGES || !parse_range_spec(&r->ranges[k], p, (size_t)(e - p)))
+				return;
+			k++;
+		} else if (!after_comma && comma == NULL) {
+			return;   /* "bytes=" */
+		}
+		if (!comma)
+			break;
+		p = comma + 1;
+		after_comma = true;
+	}
+	if (k == 1)
+		*rg = r->ranges[0];
+	else if (k > 1) {
+		rg->kind = WEFT_HTTP_RANGE_MULTI;
+		r->nranges = (uint8_t)k;
+	}
 }
 
 /* The headers whose meaning the parser needs; every header is also kept in headers[]. */
@@ -239,19 +276,25 @@ static int note_header(struct weft__http_request *r, const char *n, size_t nn, c
 		break;
 	case 'r':
 		if (eq_ci(n, nn, "range")) {
-			if (r->range.kind != WEFT_HTTP_RANGE_NONE)
+			if (r->range.kind != WEFT_HTTP_RANGE_NONE) {
 				r->range.kind = WEFT_HTTP_RANGE_IGNORED;   /* repeated: ignore both */
-			else
-				parse_range(&r->range, v, vn);
+				r->nranges = 0;
+			} else {
+				parse_range(r, v, vn);
+			}
 		}
 		break;
 	case 'i':
-		if (eq_ci(n, nn, "if-none-match") || eq_ci(n, nn, "if-modified-since") || eq_ci(n, nn, "if-range"))
+		if (eq_ci(n, nn, "if-none-match") || eq_ci(n, nn, "if-modified-since") || eq_ci(n, nn, "if-range") ||
+		    eq_ci(n, nn, "if-match") || eq_ci(n, nn, "if-unmodified-since"))
 			r->conditional = true;
 		break;
 	case 't':
-		if (eq_ci(n, nn, "transfer-encoding"))
-			r->te_ = 1;
+		if (eq_ci(n, nn, "transfer-encoding")) {
+			if (r->te_ < 2)
+				r->te_++;
+			r->te_chunked_ = eq_ci(v, vn, "chunked");
+		}
 		break;
 	case 'e':
 		if (eq_ci(n, nn, "expect")) {
@@ -301,9 +344,15 @@ static int finish_head(struct weft__http_request *r)
 	if (r->hosts_ > 1 || (r->version_minor == 1 && r->hosts_ == 0))
 		return WEFT_HTTP_BAD_REQUEST;
 	if (r->te_) {
-		/* Both framings at once is the request-smuggling shape (RFC 9112 6.1). weft does
-		 * not take chunked uploads; PUT needs a Content-Length. */
-		return r->content_length >= 0 ? WEFT_HTTP_BAD_REQUEST : WEFT_HTTP_NOT_IMPLEMENTED;
+		/* Both framings at once is the request-smuggling shape (RFC 9112 6.1), and so
+		 * are two Transfer-Encoding lines (which coding applies last?) and one from an
+		 * HTTP/1.0 client (6.1: its framing is faulty). Of the codings only chunked is
+		 * understood, alone: anything else is 501, as nginx answers. */
+		if (r->content_length >= 0 || r->te_ > 1 || r->version_minor == 0)
+			return WEFT_HTTP_BAD_REQUEST;
+		if (!r->te_chunked_)
+			return WEFT_HTTP_NOT_IMPLEMENTED;
+		r->chunked = true;
 	}
 	r->keep_alive = !r->conn_close_ && (r->version_minor == 1 || r->conn_ka_);
 	if (r->method == WEFT_HTTP_METHOD_KNOWN_OTHER)
@@ -432,6 +481,230 @@ static int hexval(char c)
 	return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
 }
 
+/* One spec against size: false when it selects no byte. */
+static bool span_of(const struct weft__http_range *rg, uint64_t size, struct weft__http_span *sp)
+{
+	uint64_t f, l;
+	if (weft__http_range_resolve(rg, size, &f, &l) != 1)
+		return false;
+	sp->first = f;
+	sp->last = l;
+	return true;
+}
+
+int weft__http_ranges_resolve(const struct weft__http_request *r, uint64_t size, struct weft__http_span *out)
+{
+	if (r->range.kind != WEFT_HTTP_RANGE_MULTI) {
+		uint64_t f, l;
+		int rc = weft__http_range_resolve(&r->range, size, &f, &l);
+		if (rc == 1) {
+			out[0].first = f;
+			out[0].last = l;
+		}
+		return rc;
+	}
+	unsigned n = 0;
+	for (unsigned i = 0; i < r->nranges && i < WEFT_HTTP_MAX_RANGES; i++) {
+		struct weft__http_span sp;
+		if (!span_of(&r->ranges[i], size, &sp))
+			continue;
+		/* insertion sort by first: at most 16 */
+		unsigned j = n++;
+		while (j > 0 && out[j - 1].first > sp.first) {
+			out[j] = out[j - 1];
+			j--;
+		}
+		out[j] = sp;
+	}
+	if (n == 0)
+		return -ERANGE;
+	/* merge what overlaps or touches: the parts never repeat a byte */
+	unsigned m = 0;
+	for (unsigned i = 1; i < n; i++) {
+		if (out[i].first <= out[m].last + 1) {
+			if (out[i].last > out[m].last)
+				out[m].last = out[i].last;
+		} else {
+			out[++m] = out[i];
+		}
+	}
+	return (int)m + 1;
+}
+
+/* ---- chunked request bodies ------------------------------------------------------------- */
+
+enum {
+	CK_SIZE0,        /* the first hex digit of a chunk size */
+	CK_SIZE,         /* more hex digits */
+	CK_BWS,          /* whitespace after the size: only more of it or ';' */
+	CK_EXT,          /* chunk extensions, up to CR */
+	CK_SIZE_LF,      /* the LF of the size line */
+	CK_DATA,         /* left data bytes */
+	CK_DATA_CR,      /* the CRLF after the data */
+	CK_DATA_LF,
+	CK_TR_START,     /* a trailer line, or the CR of the blank line */
+	CK_TR_NAME,
+	CK_TR_VALUE,
+	CK_TR_LF,
+	CK_END_LF,       /* the LF of the blank line */
+	CK_DONE,
+};
+
+#define CK_LINE_MAX 4096u
+#define CK_TRAILER_MAX 8192u
+
+void weft__http_chunked_init(struct weft__http_chunked *d, uint64_t max_total)
+{
+	memset(d, 0, sizeof *d);
+	d->max_total = max_total ? max_total : (uint64_t)INT64_MAX;
+	d->state_ = CK_SIZE0;
+}
+
+static int ck_fail(struct weft__http_chunked *d, int result)
+{
+	d->result_ = (uint8_t)result;
+	return result;
+}
+
+/* One framing byte. Returns NEED to go on, else a terminal result. */
+static int ck_byte(struct weft__http_chunked *d, unsigned char c)
+{
+	switch (d->state_) {
+	case CK_SIZE0:
+	case CK_SIZE: {
+		int v = hexval((char)c);
+		if (v >= 0) {
+			if (d->size_ >> 59)
+				return ck_fail(d, WEFT_HTTP_CHUNK_BAD);   /* past 2^63 */
+			d->size_ = d->size_ << 4 | (uint64_t)v;
+			d->state_ = CK_SIZE;
+			break;
+		}
+		if (d->state_ == CK_SIZE0)
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		if (c == '\r')
+			d->state_ = CK_SIZE_LF;
+		else if (c == ';')
+			d->state_ = CK_EXT;
+		else if (c == ' ' || c == '\t')
+			d->state_ = CK_BWS;
+		else
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		break;
+	}
+	case CK_BWS:
+		if (c == ';')
+			d->state_ = CK_EXT;
+		else if (c != ' ' && c != '\t')
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		break;
+	case CK_EXT:
+		if (c == '\r')
+			d->state_ = CK_SIZE_LF;
+		else if (!is(c, C_FIELD | C_VCHAR))
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		break;
+	case CK_SIZE_LF:
+		if (c != '\n')
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		d->line_ = 0;
+		if (d->size_ == 0) {
+			d->state_ = CK_TR_START;
+			break;
+		}
+		if (d->size_ > d->max_total - d->total)
+			return ck_fail(d, WEFT_HTTP_CHUNK_TOO_LARGE);
+		d->total += d->size_;
+		d->left = d->size_;
+		d->size_ = 0;
+		d->state_ = CK_DATA;
+		break;
+	case CK_DATA_CR:
+		if (c != '\r')
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		d->state_ = CK_DATA_LF;
+		break;
+	case CK_DATA_LF:
+		if (c != '\n')
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		d->state_ = CK_SIZE0;
+		break;
+	case CK_TR_START:
+		if (c == '\r')
+			d->state_ = CK_END_LF;
+		else if (is(c, C_TCHAR))
+			d->state_ = CK_TR_NAME;
+		else
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		break;
+	case CK_TR_NAME:
+		if (c == ':')
+			d->state_ = CK_TR_VALUE;
+		else if (!is(c, C_TCHAR))
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		break;
+	case CK_TR_VALUE:
+		if (c == '\r')
+			d->state_ = CK_TR_LF;
+		else if (!is(c, C_FIELD | C_VCHAR))
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		break;
+	case CK_TR_LF:
+		if (c != '\n')
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		d->state_ = CK_TR_START;
+		break;
+	case CK_END_LF:
+		if (c != '\n')
+			return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+		d->state_ = CK_DONE;
+		return WEFT_HTTP_CHUNK_END;
+	default:
+		return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+	}
+	/* bounds: a size line with endless extensions, or endless trailers, is refused */
+	if (d->state_ <= CK_SIZE_LF && ++d->line_ > CK_LINE_MAX)
+		return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+	if (d->state_ >= CK_TR_START && d->state_ <= CK_END_LF && ++d->trailer_ > CK_TRAILER_MAX)
+		return ck_fail(d, WEFT_HTTP_CHUNK_BAD);
+	return WEFT_HTTP_CHUNK_NEED;
+}
+
+int weft__http_chunked_next(struct weft__http_chunked *d, const char *p, size_t len, size_t *used, size_t *data)
+{
+	*used = 0;
+	*data = 0;
+	if (d->result_)
+		return d->result_;
+	if (d->state_ == CK_DONE)
+		return WEFT_HTTP_CHUNK_END;
+	size_t i = 0;
+	for (;;) {
+		if (d->state_ == CK_DATA) {
+			if (d->left == 0) {
+				d->state_ = CK_DATA_CR;
+				continue;
+			}
+			if (i == len)
+				break;
+			size_t n = len - i < d->left ? len - i : (size_t)d->left;
+			d->left -= n;
+			*used = i;
+			*data = n;
+			return WEFT_HTTP_CHUNK_DATA;
+		}
+		if (i == len)
+			break;
+		int rc = ck_byte(d, (unsigned char)p[i++]);
+		if (rc != WEFT_HTTP_CHUNK_NEED) {
+			*used = i;
+			return rc;
+		}
+	}
+	*used = len;
+	return WEFT_HTTP_CHUNK_NEED;
+}
+
 /* Ends the segment out[seg, *o) that a '/' (or the end) closes. Dot segments are judged
  * after decoding, so "%2e%2e" is the same ".." as "..". */
 static int close_segment(char *out, size_t seg, size_t *o)
@@ -508,6 +781,7 @@ const char *weft__http_reason(int status)
 	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 416: return "Range Not Satisfiable";
@@ -636,7 +910,11 @@ int weft__http_format_response(char *out, size_t cap, const struct weft__http_re
 		puts_(&b, r->etag);
 		put(&b, "\r\n", 2);
 	}
-	if (r->content_type) {
+	if (r->boundary) {
+		puts_(&b, "Content-Type: multipart/byteranges; boundary=");
+		puts_(&b, r->boundary);
+		put(&b, "\r\n", 2);
+	} else if (r->content_type) {
 		puts_(&b, "Content-Type: ");
 		puts_(&b, r->content_type);
 		put(&b, "\r\n", 2);
@@ -668,6 +946,34 @@ int weft__http_format_response(char *out, size_t cap, const struct weft__http_re
 	else if (r->http10_client)
 		puts_(&b, "Connection: keep-alive\r\n");
 	put(&b, "\r\n", 2);
+	return b.ok ? (int)b.len : -ENOSPC;
+}
+
+int weft__http_format_part(char *out, size_t cap, const char *boundary, const char *ctype,
+                           const struct weft__http_span *span, uint64_t total, bool first, bool final)
+{
+	struct out b = { out, 0, cap, true };
+	if (!first)
+		put(&b, "\r\n", 2);
+	put(&b, "--", 2);
+	puts_(&b, boundary);
+	if (final) {
+		put(&b, "--\r\n", 4);
+		return b.ok ? (int)b.len : -ENOSPC;
+	}
+	put(&b, "\r\n", 2);
+	if (ctype) {
+		puts_(&b, "Content-Type: ");
+		puts_(&b, ctype);
+		put(&b, "\r\n", 2);
+	}
+	puts_(&b, "Content-Range: bytes ");
+	putu(&b, span->first);
+	put(&b, "-", 1);
+	putu(&b, span->last);
+	put(&b, "/", 1);
+	putu(&b, total);
+	put(&b, "\r\n\r\n", 4);
 	return b.ok ? (int)b.len : -ENOSPC;
 }
 

@@ -40,11 +40,13 @@ struct weft__http_limits {
 enum weft__http_result {
 	WEFT_HTTP_OK = 0,                   /* head complete; head_len bytes consumed */
 	WEFT_HTTP_INCOMPLETE,               /* need more bytes */
-	WEFT_HTTP_BAD_REQUEST,              /* 400: malformed */
+	WEFT_HTTP_BAD_REQUEST,              /* 400: malformed; also Transfer-Encoding with a
+	                                     * Content-Length, twice, or from HTTP/1.0 */
 	WEFT_HTTP_URI_TOO_LONG,             /* 414: request line longer than max_head */
 	WEFT_HTTP_HEADERS_TOO_LARGE,        /* 431: head over max_head or max_headers */
 	WEFT_HTTP_METHOD_NOT_ALLOWED,       /* 405: a standard method weft-server refuses */
-	WEFT_HTTP_NOT_IMPLEMENTED,          /* 501: unknown method, or Transfer-Encoding */
+	WEFT_HTTP_NOT_IMPLEMENTED,          /* 501: unknown method, or a Transfer-Encoding
+	                                     * other than exactly "chunked" */
 	WEFT_HTTP_VERSION_NOT_SUPPORTED,    /* 505: HTTP/2 and above spoken as text */
 	WEFT_HTTP_EXPECTATION_FAILED,       /* 417: an Expect other than 100-continue */
 };
@@ -67,20 +69,29 @@ struct weft__http_header {
 	struct weft__http_slice name, value;   /* value without surrounding whitespace */
 };
 
-/* Range: bytes=FIRST-LAST | bytes=FIRST- | bytes=-SUFFIX. Only a single range is served;
- * a list of ranges, another unit, a repeated Range header or a malformed one is ignored
- * (the whole entity is sent with 200), as RFC 9110 14.2 allows. */
+/* Range: bytes=FIRST-LAST | bytes=FIRST- | bytes=-SUFFIX, or a comma-separated list of up
+ * to WEFT_HTTP_MAX_RANGES of them (RFC 9110 14.1.2). Another unit, a repeated Range
+ * header, a malformed spec anywhere in the list or a list longer than that is ignored (the
+ * whole entity is sent with 200), as RFC 9110 14.2 allows. */
+#define WEFT_HTTP_MAX_RANGES 16u
+
 enum weft__http_range_kind {
 	WEFT_HTTP_RANGE_NONE = 0,           /* no Range header */
 	WEFT_HTTP_RANGE_FROM_TO,            /* first-last, first <= last */
 	WEFT_HTTP_RANGE_FROM,               /* first- */
 	WEFT_HTTP_RANGE_SUFFIX,             /* -suffix: the last `last` bytes */
 	WEFT_HTTP_RANGE_IGNORED,            /* present but not served as a range */
+	WEFT_HTTP_RANGE_MULTI,              /* 2..WEFT_HTTP_MAX_RANGES specs in ranges[] */
 };
 
 struct weft__http_range {
 	uint8_t kind;                       /* enum weft__http_range_kind */
 	uint64_t first, last;               /* SUFFIX keeps its length in last */
+};
+
+/* A resolved byte range: first..last inclusive, within the entity. */
+struct weft__http_span {
+	uint64_t first, last;
 };
 
 struct weft__http_request {
@@ -89,7 +100,7 @@ struct weft__http_request {
 	uint32_t line_;                     /* start of the line being assembled */
 	uint8_t state_;
 	uint8_t result_;                    /* sticky once terminal */
-	uint8_t hosts_, te_, expect_bad_, conn_close_, conn_ka_;
+	uint8_t hosts_, te_, te_chunked_, expect_bad_, conn_close_, conn_ka_;
 	uint32_t max_head_, max_headers_;
 
 	/* results: valid once weft__http_parse() returned WEFT_HTTP_OK (or 405/501) */
@@ -98,7 +109,10 @@ struct weft__http_request {
 	uint8_t version_minor;              /* 0 or 1 (HTTP/1.x above 1 counts as 1) */
 	bool keep_alive;                    /* after Connection and the version default */
 	bool expect_continue;               /* Expect: 100-continue */
-	bool conditional;                   /* If-None-Match, If-Modified-Since or If-Range seen */
+	bool conditional;                   /* If-Match, If-None-Match, If-Modified-Since,
+	                                     * If-Unmodified-Since or If-Range seen */
+	bool chunked;                       /* Transfer-Encoding: chunked (the body framing;
+	                                     * content_length is then -1) */
 	int64_t content_length;             /* -1: no Content-Length */
 	struct weft__http_slice method_s;   /* the method token as sent */
 	struct weft__http_slice target;     /* the request target as sent */
@@ -106,9 +120,12 @@ struct weft__http_request {
 	                                     * for "http://host" (meaning "/") */
 	struct weft__http_slice query;      /* after '?', without it; len 0 if none */
 	struct weft__http_slice host;
-	struct weft__http_range range;
+	struct weft__http_range range;      /* kind MULTI: the specs are in ranges[] */
+	uint8_t nranges;                    /* specs in ranges[] when range.kind is MULTI */
 	uint32_t nheaders;
 	struct weft__http_header headers[WEFT_HTTP_MAX_HEADERS];
+	/* after headers[]: not cleared per request, only nranges says what is valid */
+	struct weft__http_range ranges[WEFT_HTTP_MAX_RANGES];
 };
 
 /* Prepares r for a new request (also between pipelined requests). limits may be NULL. */
@@ -138,9 +155,56 @@ static inline const char *weft__http_str(const char *buf, struct weft__http_slic
  *   0        answer 200 with the whole entity (no Range, or an ignored one);
  *            *first = 0 and *last = size - 1 (both 0 for an empty entity);
  *   -ERANGE  answer 416: no byte of the entity is in the range (first >= size, a zero
- *            suffix, or any range of an empty entity). */
+ *            suffix, or any range of an empty entity).
+ * A MULTI range gives 0 here: use weft__http_ranges_resolve. */
 WEFT_INTERNAL int weft__http_range_resolve(const struct weft__http_range *rg, uint64_t size,
                                            uint64_t *first, uint64_t *last);
+
+/* Resolves the range set of r (any kind) against an entity of `size` bytes into out
+ * (WEFT_HTTP_MAX_RANGES spans). Unsatisfiable specs are dropped; the rest are sorted and
+ * overlapping or adjacent ones merged (RFC 9110 14.6 allows coalescing), so the spans
+ * are ascending, disjoint, and never hold more bytes than the entity. Returns
+ *   n >= 1   answer 206 with those n spans (one: a plain 206 with Content-Range; more:
+ *            multipart/byteranges);
+ *   0        answer 200 with the whole entity (no Range, or an ignored one);
+ *   -ERANGE  answer 416: no spec selects a byte of the entity. */
+WEFT_INTERNAL int weft__http_ranges_resolve(const struct weft__http_request *r, uint64_t size,
+                                            struct weft__http_span *out);
+
+/* A chunked request body (RFC 9112 7.1) decoded as it arrives, without copying:
+ * chunk-size [ chunk-ext ] CRLF, data CRLF, ..., "0" [ chunk-ext ] CRLF, trailer
+ * field lines, CRLF. Extensions and trailers are checked and skipped. Lines must end
+ * in CRLF (no bare LF: framing is where request smuggling lives). A size or extension
+ * line is at most 4 KiB and the trailer section at most 8 KiB. */
+enum weft__http_chunk_result {
+	WEFT_HTTP_CHUNK_NEED = 0,           /* every byte given was consumed; send more */
+	WEFT_HTTP_CHUNK_DATA,               /* body bytes at p + *used, *data of them */
+	WEFT_HTTP_CHUNK_END,                /* the body ended at p + *used */
+	WEFT_HTTP_CHUNK_BAD,                /* malformed framing (400) */
+	WEFT_HTTP_CHUNK_TOO_LARGE,          /* the chunk sizes passed max_total (413) */
+};
+
+struct weft__http_chunked {
+	uint8_t state_;
+	uint8_t result_;                    /* sticky once BAD or TOO_LARGE */
+	uint32_t line_;                     /* bytes of the current size or extension line */
+	uint32_t trailer_;                  /* bytes of the trailer section */
+	uint64_t size_;                     /* the chunk size being read */
+	uint64_t left;                      /* data bytes still to come in the current chunk */
+	uint64_t total;                     /* the sum of the chunk sizes announced so far */
+	uint64_t max_total;                 /* larger is TOO_LARGE (0: 2^63 - 1) */
+};
+
+WEFT_INTERNAL void weft__http_chunked_init(struct weft__http_chunked *d, uint64_t max_total);
+
+/* Decodes from p[0, len) (the bytes after those of earlier calls). Framing bytes are
+ * consumed into d; at the first body bytes it returns DATA with *used framing bytes
+ * before them and *data body bytes at p + *used (already counted as taken: the caller
+ * writes them and calls again with p + *used + *data). NEED: all len bytes consumed
+ * (*used = len). END: the last chunk and the trailers ended after *used bytes; what
+ * follows is the next request. BAD and TOO_LARGE are sticky. */
+WEFT_INTERNAL int weft__http_chunked_next(struct weft__http_chunked *d, const char *p, size_t len, size_t *used,
+                                          size_t *data);
 
 /* Percent-decodes the path of a request target and normalizes it into out (cap bytes,
  * NUL-terminated); an empty path is "/". The result starts with '/', has no empty, "." or ".." segments and no
@@ -171,6 +235,8 @@ struct weft__http_response {
 	bool allow;                         /* Allow: GET, HEAD, PUT (for 405) */
 	bool content_range;                 /* Content-Range: bytes first-last/total */
 	bool range_unsatisfied;             /* Content-Range: bytes, a star, /total (416) */
+	const char *boundary;               /* Content-Type: multipart/byteranges; boundary=
+	                                     * (overrides content_type); NULL: none */
 	uint64_t range_first, range_last, range_total;
 };
 
@@ -191,6 +257,14 @@ WEFT_INTERNAL int weft__http_format_date(char *out, size_t cap, int64_t t);
  * seconds. The obsolete RFC 850 and asctime forms are not accepted (-EINVAL): a
  * conditional header with a date weft cannot read is ignored, as RFC 9110 13.1.3 allows. */
 WEFT_INTERNAL int weft__http_parse_date(const char *s, size_t len, int64_t *out);
+
+/* Formats the head of one part of a multipart/byteranges body (RFC 9110 14.6): CRLF
+ * (unless first), "--" boundary CRLF, Content-Type (if ctype), Content-Range, CRLF. With
+ * final, the closing delimiter CRLF "--" boundary "--" CRLF instead (span and ctype
+ * unused). Returns the length, or -ENOSPC. */
+WEFT_INTERNAL int weft__http_format_part(char *out, size_t cap, const char *boundary, const char *ctype,
+                                         const struct weft__http_span *span, uint64_t total, bool first,
+                                         bool final);
 
 /* True when the If-None-Match / If-Range style list (entity tags separated by commas, or
  * "*") holds etag. weak: the weak comparison (W/ prefixes ignored, for If-None-Match);

@@ -47,6 +47,15 @@ static void assert_same_request(const struct weft__http_request *a, const struct
 	assert_int_equal(a->range.kind, b->range.kind);
 	assert_int_equal(a->range.first, b->range.first);
 	assert_int_equal(a->range.last, b->range.last);
+	assert_int_equal(a->chunked, b->chunked);
+	if (a->range.kind == WEFT_HTTP_RANGE_MULTI) {
+		assert_int_equal(a->nranges, b->nranges);
+		for (unsigned i = 0; i < a->nranges; i++) {   /* field by field: padding differs */
+			assert_int_equal(a->ranges[i].kind, b->ranges[i].kind);
+			assert_int_equal(a->ranges[i].first, b->ranges[i].first);
+			assert_int_equal(a->ranges[i].last, b->ranges[i].last);
+		}
+	}
 	assert_int_equal(a->nheaders, b->nheaders);
 	assert_memory_equal(a->headers, b->headers, a->nheaders * sizeof a->headers[0]);
 }
@@ -293,9 +302,27 @@ static void test_http_parse_content_length(void **state)
 	/* two different lengths: ambiguous framing */
 	expect_result("PUT /f HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n",
 	              WEFT_HTTP_BAD_REQUEST);
-	/* Transfer-Encoding: not taken (501); with a Content-Length too: smuggling shape (400) */
-	expect_result("PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
-	              WEFT_HTTP_NOT_IMPLEMENTED);
+	/* Transfer-Encoding: chunked is the framing (no length); any other coding 501; with a
+	 * Content-Length too, twice, or from HTTP/1.0: smuggling shapes (400) */
+	check("PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", WEFT_HTTP_OK, &r);
+	assert_true(r.chunked);
+	assert_int_equal(r.content_length, -1);
+	check("PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:  Chunked \r\n\r\n", WEFT_HTTP_OK, &r);
+	assert_true(r.chunked);
+	check("PUT /f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n", WEFT_HTTP_OK, &r);
+	assert_false(r.chunked);
+	static const char *const codings[] = { "gzip", "gzip, chunked", "chunked, gzip", "identity", "chunked;x=1",
+		"chunked, chunked", "" };
+	for (size_t i = 0; i < sizeof codings / sizeof codings[0]; i++) {
+		char buf[160];
+		snprintf(buf, sizeof buf, "PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: %s\r\n\r\n", codings[i]);
+		expect_result(buf, WEFT_HTTP_NOT_IMPLEMENTED);
+	}
+	expect_result("PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+	              WEFT_HTTP_BAD_REQUEST);
+	expect_result("PUT /f HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", WEFT_HTTP_BAD_REQUEST);
+	expect_result("PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n",
+	              WEFT_HTTP_BAD_REQUEST);
 	expect_result("PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
 	              WEFT_HTTP_BAD_REQUEST);
 	expect_result("PUT /f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -581,9 +608,12 @@ static void test_http_parse_range(void **state)
 	g = range_of("bytes=9223372036854775806-9223372036854775807");
 	assert_int_equal(g.kind, WEFT_HTTP_RANGE_FROM_TO);
 
-	static const char *const ignored[] = { "bytes=5-3", "bytes=0-1,3-4", "items=0-1", "bytes=",
+	static const char *const ignored[] = { "bytes=5-3", "bytes=0-1,3-2", "items=0-1", "bytes=",
 		"bytes=-", "bytes=a-b", "bytes=1-b", "bytes= 1-2", "bytes=1--2", "bytes=--2", "bytes",
-		"bytes=1-2-3", "bytes=9223372036854775808-", "bytes=-99999999999999999999", "0-1" };
+		"bytes=1-2-3", "bytes=9223372036854775808-", "bytes=-99999999999999999999", "0-1", "bytes=,",
+		"bytes=0-1,x", "bytes=0-1,,-", "bytes=0-1 ;3-4", "bytes=0-1, 3-4 5-6",
+		/* 17 specs: more than weft serves as parts */
+		"bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16,18-18,20-20,22-22,24-24,26-26,28-28,30-30,32-32" };
 	for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) {
 		g = range_of(ignored[i]);
 		if (g.kind != WEFT_HTTP_RANGE_IGNORED)
@@ -593,6 +623,38 @@ static void test_http_parse_range(void **state)
 	struct weft__http_request r;
 	check("GET /f HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\nRange: bytes=0-1\r\n\r\n", WEFT_HTTP_OK, &r);
 	assert_int_equal(r.range.kind, WEFT_HTTP_RANGE_IGNORED);
+	check("GET /f HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1,4-5\r\nRange: bytes=0-1\r\n\r\n", WEFT_HTTP_OK, &r);
+	assert_int_equal(r.range.kind, WEFT_HTTP_RANGE_IGNORED);
+
+	/* lists: every spec kept, in the order sent; OWS around commas and empty elements
+	 * are allowed (1#range-spec) */
+	check("GET /f HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9,20-29,100-\r\n\r\n", WEFT_HTTP_OK, &r);
+	assert_int_equal(r.range.kind, WEFT_HTTP_RANGE_MULTI);
+	assert_int_equal(r.nranges, 3);
+	assert_int_equal(r.ranges[0].kind, WEFT_HTTP_RANGE_FROM_TO);
+	assert_int_equal(r.ranges[0].first, 0);
+	assert_int_equal(r.ranges[0].last, 9);
+	assert_int_equal(r.ranges[1].first, 20);
+	assert_int_equal(r.ranges[1].last, 29);
+	assert_int_equal(r.ranges[2].kind, WEFT_HTTP_RANGE_FROM);
+	assert_int_equal(r.ranges[2].first, 100);
+	check("GET /f HTTP/1.1\r\nHost: h\r\nRange: bytes=-5 ,\t,, 3-4,\r\n\r\n", WEFT_HTTP_OK, &r);
+	assert_int_equal(r.range.kind, WEFT_HTTP_RANGE_MULTI);
+	assert_int_equal(r.nranges, 2);
+	assert_int_equal(r.ranges[0].kind, WEFT_HTTP_RANGE_SUFFIX);
+	assert_int_equal(r.ranges[0].last, 5);
+	assert_int_equal(r.ranges[1].first, 3);
+	/* one spec and empty elements: a plain single range */
+	g = range_of("bytes=7-8,");
+	assert_int_equal(g.kind, WEFT_HTTP_RANGE_FROM_TO);
+	assert_int_equal(g.first, 7);
+	assert_int_equal(g.last, 8);
+	/* 16 specs: the most served */
+	check("GET /f HTTP/1.1\r\nHost: h\r\nRange: bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16,18-18,"
+	      "20-20,22-22,24-24,26-26,28-28,-1\r\n\r\n", WEFT_HTTP_OK, &r);
+	assert_int_equal(r.range.kind, WEFT_HTTP_RANGE_MULTI);
+	assert_int_equal(r.nranges, 16);
+	assert_int_equal(r.ranges[15].kind, WEFT_HTTP_RANGE_SUFFIX);
 }
 
 static void resolve(const char *value, uint64_t size, int expect, uint64_t first, uint64_t last)
@@ -626,7 +688,7 @@ static void test_http_parse_range_resolve(void **state)
 	resolve("bytes=0-", 0, -ERANGE, 0, 0);
 	resolve("bytes=-5", 0, -ERANGE, 0, 0);
 	resolve("bytes=5-3", 1000, 0, 0, 999);   /* ignored: the whole file */
-	resolve("bytes=0-1,5-6", 1000, 0, 0, 999);
+	resolve("bytes=0-1,5-6", 1000, 0, 0, 999);   /* a list: only weft__http_ranges_resolve */
 
 	struct weft__http_range none = { .kind = WEFT_HTTP_RANGE_NONE };
 	uint64_t f, l;
@@ -636,6 +698,180 @@ static void test_http_parse_range_resolve(void **state)
 	assert_int_equal(weft__http_range_resolve(&none, 0, &f, &l), 0);
 	assert_int_equal(f, 0);
 	assert_int_equal(l, 0);
+}
+
+/* Resolves the Range value against size with weft__http_ranges_resolve; want holds
+ * first,last pairs (n of them), or n is the expected 0 / -ERANGE. */
+static void resolve_set(const char *value, uint64_t size, int n, const uint64_t *want)
+{
+	char buf[512];
+	snprintf(buf, sizeof buf, "GET /f HTTP/1.1\r\nHost: h\r\nRange: %s\r\n\r\n", value);
+	struct weft__http_request r;
+	check(buf, WEFT_HTTP_OK, &r);
+	struct weft__http_span sp[WEFT_HTTP_MAX_RANGES];
+	int rc = weft__http_ranges_resolve(&r, size, sp);
+	if (rc != n)
+		fail_msg("Range %s on %llu bytes: %d spans, want %d", value, (unsigned long long)size, rc, n);
+	for (int i = 0; i < rc; i++)
+		if (sp[i].first != want[2 * i] || sp[i].last != want[2 * i + 1])
+			fail_msg("Range %s: span %d is %llu-%llu, want %llu-%llu", value, i,
+				 (unsigned long long)sp[i].first, (unsigned long long)sp[i].last,
+				 (unsigned long long)want[2 * i], (unsigned long long)want[2 * i + 1]);
+}
+
+static void test_http_parse_ranges_resolve(void **state)
+{
+	(void)state;
+	/* ascending and disjoint: kept as sent */
+	resolve_set("bytes=0-9,20-29,100-", 1000, 3, (const uint64_t[]){ 0, 9, 20, 29, 100, 999 });
+	/* a suffix and an open end clipped to the entity */
+	resolve_set("bytes=0-0,-10", 1000, 2, (const uint64_t[]){ 0, 0, 990, 999 });
+	resolve_set("bytes=0-0,500-5000", 1000, 2, (const uint64_t[]){ 0, 0, 500, 999 });
+	/* out of order: sorted */
+	resolve_set("bytes=500-599,0-9", 1000, 2, (const uint64_t[]){ 0, 9, 500, 599 });
+	/* overlapping and adjacent: merged, never a byte twice */
+	resolve_set("bytes=0-9,5-14,15-19,40-49", 1000, 2, (const uint64_t[]){ 0, 19, 40, 49 });
+	resolve_set("bytes=0-,0-,0-,0-", 1000, 1, (const uint64_t[]){ 0, 999 });
+	resolve_set("bytes=10-20,12-13", 1000, 1, (const uint64_t[]){ 10, 20 });
+	resolve_set("bytes=-1,999-", 1000, 1, (const uint64_t[]){ 999, 999 });
+	/* unsatisfiable specs are dropped; none left: 416 */
+	resolve_set("bytes=0-9,2000-3000", 1000, 1, (const uint64_t[]){ 0, 9 });
+	resolve_set("bytes=0-9,2000-,20-29", 1000, 2, (const uint64_t[]){ 0, 9, 20, 29 });
+	resolve_set("bytes=1000-,2000-3000,-0", 1000, -ERANGE, NULL);
+	resolve_set("bytes=0-1,3-4", 0, -ERANGE, NULL);
+	/* single ranges and none go through it too */
+	resolve_set("bytes=10-19", 1000, 1, (const uint64_t[]){ 10, 19 });
+	resolve_set("bytes=1000-", 1000, -ERANGE, NULL);
+	resolve_set("items=0-1", 1000, 0, NULL);
+	/* 16 one-byte specs: 16 spans, ascending */
+	char v[256] = "bytes=";
+	uint64_t want[32];
+	for (int i = 15; i >= 0; i--) {
+		char one[16];
+		snprintf(one, sizeof one, "%d-%d%s", 3 * i, 3 * i, i ? "," : "");
+		strcat(v, one);
+		want[2 * i] = want[2 * i + 1] = (uint64_t)(3 * i);
+	}
+	resolve_set(v, 1000, 16, want);
+}
+
+/* ---- chunked bodies ------------------------------------------------------------------- */
+
+/* Decodes s[0, n) fed in pieces of `step` bytes (0: whole), each in a buffer of exactly
+ * that size; collects the body into out. Returns the final result and in *end the offset
+ * at which the body ended (END). */
+static int chunked_run(const char *s, size_t n, size_t step, uint64_t max, char *out, size_t *out_len, size_t *end)
+{
+	struct weft__http_chunked d;
+	weft__http_chunked_init(&d, max);
+	*out_len = 0;
+	size_t pos = 0;
+	int rc = WEFT_HTTP_CHUNK_NEED;
+	while (pos < n || rc == WEFT_HTTP_CHUNK_DATA) {
+		size_t k = step && n - pos > step ? step : n - pos;
+		char *b = malloc(k ? k : 1);
+		assert_non_null(b);
+		memcpy(b, s + pos, k);
+		size_t off = 0, used, data;
+		while ((rc = weft__http_chunked_next(&d, b + off, k - off, &used, &data)) == WEFT_HTTP_CHUNK_DATA) {
+			assert_true(data > 0 && off + used + data <= k);
+			memcpy(out + *out_len, b + off + used, data);
+			*out_len += data;
+			off += used + data;
+		}
+		off += used;
+		free(b);
+		if (rc != WEFT_HTTP_CHUNK_NEED) {
+			*end = pos + off;
+			return rc;
+		}
+		assert_int_equal(off, k);
+		pos += k;
+	}
+	*end = pos;
+	return rc;
+}
+
+/* s must decode to body (and END just before the n - tail'th byte) however it is split. */
+static void chunked_ok(const char *s, size_t n, const char *body, size_t body_len, size_t tail)
+{
+	char out[512];
+	size_t ol, end;
+	for (size_t step = 0; step <= 7; step++) {
+		int rc = chunked_run(s, n, step, 0, out, &ol, &end);
+		if (rc != WEFT_HTTP_CHUNK_END)
+			fail_msg("[%.*s] step %zu: %d, want END", (int)n, s, step, rc);
+		assert_int_equal(ol, body_len);
+		assert_memory_equal(out, body, body_len);
+		assert_int_equal(end, n - tail);
+	}
+}
+
+static void chunked_bad(const char *s, int want)
+{
+	char out[512];
+	size_t ol, end;
+	for (size_t step = 0; step <= 3; step++) {
+		int rc = chunked_run(s, strlen(s), step, 16, out, &ol, &end);
+		if (rc != want)
+			fail_msg("[%s] step %zu: %d, want %d", s, step, rc, want);
+	}
+}
+
+static void test_http_parse_chunked(void **state)
+{
+	(void)state;
+#define OK(s, body, tail) chunked_ok(s, sizeof(s) - 1, body, sizeof(body) - 1, tail)
+	OK("5\r\nhello\r\n0\r\n\r\n", "hello", 0);
+	OK("0\r\n\r\n", "", 0);
+	/* several chunks, upper and lower hex, leading zeros */
+	OK("3\r\nabc\r\nA\r\n0123456789\r\n00001\r\nz\r\n0\r\n\r\n", "abc0123456789z", 0);
+	OK("a\r\n0123456789\r\n0\r\n\r\n", "0123456789", 0);
+	/* extensions (with BWS, values, quoted strings) and trailers are skipped */
+	OK("2;name=value\r\nhi\r\n1 ; x ; y=\"a b;c\"\r\n!\r\n0;last\r\n\r\n", "hi!", 0);
+	OK("2\r\nhi\r\n0\r\nDigest: sha-256=abc\r\nX-T:\r\n\r\n", "hi", 0);
+	/* data holding CR LF and digits is data */
+	OK("4\r\n\r\n0\r\r\n0\r\n\r\n", "\r\n0\r", 0);
+	/* what follows the body is the next request's, untouched */
+	OK("2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\n", "hi", 16);
+#undef OK
+	static const char *const bad[] = {
+		"\r\n", "x\r\n", "-1\r\n", " 5\r\nhello\r\n", "5\nhello\r\n0\r\n\r\n", "5\r\nhelloX\r\n",
+		"5\r\nhello\n0\r\n\r\n", "5 x\r\n", "5;\x01\r\n", "0x5\r\nhello\r\n", "5\rx", "0\r\n:x\r\n\r\n",
+		"0\r\nX Y: z\r\n\r\n", "0\r\nX: \x01\r\n\r\n", "0\r\n\r\r", "0\r\nX: y\n\r\n",
+		/* a size past 2^63 */
+		"80000000000000000\r\n", "fffffffffffffffffff\r\n",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		chunked_bad(bad[i], WEFT_HTTP_CHUNK_BAD);
+	/* the bound counts announced sizes, before their bytes arrive: 16 is fine, 17 not */
+	chunked_bad("10\r\n", WEFT_HTTP_CHUNK_NEED);
+	chunked_bad("8\r\n12345678\r\n9\r\n", WEFT_HTTP_CHUNK_TOO_LARGE);
+	chunked_bad("7fffffffffffffff\r\n", WEFT_HTTP_CHUNK_TOO_LARGE);
+	/* endless extensions or trailers are refused */
+	char *big = malloc(20000);
+	assert_non_null(big);
+	memcpy(big, "1;", 2);
+	memset(big + 2, 'a', 19990);
+	big[19992] = '\0';
+	chunked_bad(big, WEFT_HTTP_CHUNK_BAD);
+	memcpy(big, "0\r\n", 3);
+	for (size_t i = 3; i + 6 < 19990; i += 6)
+		memcpy(big + i, "X: y\r\n", 6);
+	chunked_bad(big, WEFT_HTTP_CHUNK_BAD);
+	free(big);
+	/* sticky: after an error, more bytes change nothing */
+	struct weft__http_chunked d;
+	weft__http_chunked_init(&d, 0);
+	size_t used, data;
+	assert_int_equal(weft__http_chunked_next(&d, "z", 1, &used, &data), WEFT_HTTP_CHUNK_BAD);
+	assert_int_equal(weft__http_chunked_next(&d, "0\r\n\r\n", 5, &used, &data), WEFT_HTTP_CHUNK_BAD);
+	/* and after the end, END again with nothing consumed */
+	weft__http_chunked_init(&d, 0);
+	assert_int_equal(weft__http_chunked_next(&d, "0\r\n\r\nX", 6, &used, &data), WEFT_HTTP_CHUNK_END);
+	assert_int_equal(used, 5);
+	assert_int_equal(weft__http_chunked_next(&d, "X", 1, &used, &data), WEFT_HTTP_CHUNK_END);
+	assert_int_equal(used, 0);
 }
 
 /* ---- path decoding and normalizing ------------------------------------------------------ */
@@ -798,7 +1034,13 @@ static void test_http_parse_dates_and_etags(void **state)
 	req = "GET / HTTP/1.1\r\nHost: a\r\nIf-Range: x\r\nRange: bytes=1-2\r\n\r\n";
 	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
 	assert_true(r.conditional);
-	req = "GET / HTTP/1.1\r\nHost: a\r\nIf-Match: x\r\nIf: y\r\n\r\n";
+	req = "GET / HTTP/1.1\r\nHost: a\r\nIf-Match: x\r\n\r\n";
+	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
+	assert_true(r.conditional);
+	req = "PUT / HTTP/1.1\r\nHost: a\r\nIF-UNMODIFIED-SINCE: x\r\nContent-Length: 0\r\n\r\n";
+	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
+	assert_true(r.conditional);
+	req = "GET / HTTP/1.1\r\nHost: a\r\nIf: y\r\nIf-Matches: z\r\n\r\n";
 	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
 	assert_false(r.conditional);
 }
@@ -886,10 +1128,34 @@ static void test_http_parse_format_response(void **state)
 	assert_int_equal(weft__http_format_response(out, sizeof out, &r), -EINVAL);
 
 	static const int codes[] = { 100, 200, 201, 204, 206, 304, 400, 403, 404, 405, 408, 409, 411,
-		413, 414, 416, 417, 431, 500, 501, 503, 505 };
+		412, 413, 414, 416, 417, 431, 500, 501, 503, 505 };
 	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
 		assert_string_not_equal(weft__http_reason(codes[i]), "Unknown");
 	assert_string_equal(weft__http_reason(404), "Not Found");
+	assert_string_equal(weft__http_reason(412), "Precondition Failed");
+
+	/* multipart/byteranges: the head's Content-Type and the part heads */
+	r = base_response(206);
+	r.content_length = 300;
+	r.content_type = "text/plain";
+	r.boundary = "weft-0123";
+	format_is(&r, "HTTP/1.1 206 Partial Content\r\nServer: weft\r\n"
+		      "Content-Type: multipart/byteranges; boundary=weft-0123\r\nContent-Length: 300\r\n\r\n");
+	char part[128];
+	struct weft__http_span sp = { 20, 29 };
+	const char *want = "--weft-0123\r\nContent-Type: text/plain\r\nContent-Range: bytes 20-29/1000\r\n\r\n";
+	assert_int_equal(weft__http_format_part(part, sizeof part, "weft-0123", "text/plain", &sp, 1000, true, false),
+			 (int)strlen(want));
+	assert_memory_equal(part, want, strlen(want));
+	want = "\r\n--weft-0123\r\nContent-Range: bytes 20-29/1000\r\n\r\n";
+	assert_int_equal(weft__http_format_part(part, sizeof part, "weft-0123", NULL, &sp, 1000, false, false),
+			 (int)strlen(want));
+	assert_memory_equal(part, want, strlen(want));
+	want = "\r\n--weft-0123--\r\n";
+	assert_int_equal(weft__http_format_part(part, sizeof part, "weft-0123", NULL, NULL, 1000, false, true),
+			 (int)strlen(want));
+	assert_memory_equal(part, want, strlen(want));
+	assert_int_equal(weft__http_format_part(part, 10, "weft-0123", NULL, NULL, 1000, false, true), -ENOSPC);
 }
 
 /* ---- robustness ------------------------------------------------------------------------- */
@@ -960,6 +1226,8 @@ int main(void)
 		cmocka_unit_test(test_http_parse_pipelined),
 		cmocka_unit_test(test_http_parse_range),
 		cmocka_unit_test(test_http_parse_range_resolve),
+		cmocka_unit_test(test_http_parse_ranges_resolve),
+		cmocka_unit_test(test_http_parse_chunked),
 		cmocka_unit_test(test_http_parse_path_decode),
 		cmocka_unit_test(test_http_parse_format_date),
 		cmocka_unit_test(test_http_parse_dates_and_etags),
