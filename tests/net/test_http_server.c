@@ -22,6 +22,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "http_parse.h"
 #include "http_server.h"
 
 #define HEADER_TIMEOUT_MS 1000u
@@ -1106,6 +1107,686 @@ static void test_trickling_client(void **state)
 	cl_close(&slow);
 }
 
+/* ---- preconditions: If-Match, If-Unmodified-Since (RFC 9110 13.1.1, 13.1.4, 13.2.2) ---------- */
+
+/* The ETag and Last-Modified of path, by a HEAD on c. */
+static void validators(struct client *c, const char *path, char *etag, size_t ecap, char *lm, size_t lcap)
+{
+	char req[256];
+	struct resp r;
+	snprintf(req, sizeof req, "HEAD %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+	assert_int_equal(ask(c, req, &r), 200);
+	size_t vl;
+	const char *v = find_header(&r, "ETag", &vl);
+	assert_non_null(v);
+	assert_true(vl < ecap);
+	memcpy(etag, v, vl);
+	etag[vl] = '\0';
+	v = find_header(&r, "Last-Modified", &vl);
+	assert_non_null(v);
+	assert_true(vl < lcap);
+	memcpy(lm, v, vl);
+	lm[vl] = '\0';
+}
+
+/* A 412: no body (Content-Length: 0) and, unless said otherwise, the connection kept. */
+static void assert_412(const struct resp *r)
+{
+	assert_int_equal(r->status, 412);
+	assert_int_equal(r->content_length, 0);
+	size_t vl;
+	assert_null(find_header(r, "Connection", &vl));
+}
+
+static void test_preconditions_get(void **state)
+{
+	struct fixture *f = *state;
+	struct client c;
+	cl_open(&c, f->port);
+	struct resp r;
+	char req[512], etag[128], lm[64], weak[160], list[256];
+	for (int k = 0; k < 2; k++) {   /* small.txt (cacheable), data.bin (sendfile) */
+		const char *path = k ? "/data.bin" : "/small.txt";
+		size_t size = k ? f->data_len : 12;
+		validators(&c, path, etag, sizeof etag, lm, sizeof lm);
+		snprintf(weak, sizeof weak, "W/%s", etag);
+		snprintf(list, sizeof list, "\"nope\", %s", etag);
+		/* If-Match: the tag, *, a list holding it: the file; another tag or the weak form
+		 * (strong comparison): 412 without a body, the connection kept */
+		const char *yes[] = { etag, "*", list };
+		for (int i = 0; i < 3; i++) {
+			snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Match: %s\r\n\r\n", path, yes[i]);
+			assert_int_equal(ask(&c, req, &r), 200);
+			assert_int_equal(r.body_len, size);
+			resp_free(&r);
+		}
+		const char *no[] = { "\"nope\"", weak, "\"nope\", W/\"x\"" };
+		for (int i = 0; i < 3; i++) {
+			snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Match: %s\r\n\r\n", path, no[i]);
+			assert_int_equal(ask(&c, req, &r), 412);
+			assert_412(&r);
+			snprintf(req, sizeof req, "HEAD %s HTTP/1.1\r\nHost: t\r\nIf-Match: %s\r\n\r\n", path, no[i]);
+			assert_int_equal(ask(&c, req, &r), 412);
+			assert_412(&r);
+		}
+		/* If-Unmodified-Since: the date itself or later: the file; earlier: 412; a date
+		 * weft cannot read is ignored */
+		const char *dates[] = { lm, "Fri, 31 Dec 9999 23:59:59 GMT", "yesterday" };
+		for (int i = 0; i < 3; i++) {
+			snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Unmodified-Since: %s\r\n\r\n", path,
+				 dates[i]);
+			assert_int_equal(ask(&c, req, &r), 200);
+			assert_int_equal(r.body_len, size);
+			resp_free(&r);
+		}
+		snprintf(req, sizeof req,
+			 "GET %s HTTP/1.1\r\nHost: t\r\nIf-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n", path);
+		assert_int_equal(ask(&c, req, &r), 412);
+		assert_412(&r);
+		/* the order of 13.2.2: If-Match decides and If-Unmodified-Since is then ignored */
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Match: %s\r\n"
+			 "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n", path, etag);
+		assert_int_equal(ask(&c, req, &r), 200);
+		resp_free(&r);
+		/* step 1 before step 3: a failed If-Match is 412 even when If-None-Match would be 304 */
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\nIf-None-Match: %s\r\n\r\n",
+			 path, etag);
+		assert_int_equal(ask(&c, req, &r), 412);
+		/* both pass: If-None-Match then answers 304 */
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Match: %s\r\nIf-None-Match: %s\r\n\r\n", path,
+			 etag, etag);
+		assert_int_equal(ask(&c, req, &r), 304);
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 "
+			 "GMT\r\nIf-None-Match: %s\r\n\r\n", path, etag);
+		assert_int_equal(ask(&c, req, &r), 412);
+		/* If-Match with a Range: the range */
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Match: %s\r\nRange: bytes=1-3\r\n\r\n", path,
+			 etag);
+		assert_int_equal(ask(&c, req, &r), 206);
+		assert_int_equal(r.body_len, 3);
+		assert_memory_equal(r.body, k ? (const char *)f->data + 1 : "ell", 3);
+		resp_free(&r);
+	}
+	/* no file: the 404 it would get anyway (13.2.1: preconditions only on a 2xx path) */
+	assert_int_equal(ask(&c, "GET /nope HTTP/1.1\r\nHost: t\r\nIf-Match: *\r\n\r\n", &r), 404);
+	resp_free(&r);
+	/* the connection stayed usable throughout */
+	get_expect(&c, "/small.txt", "hello, weft\n");
+	cl_close(&c);
+	/* HTTP/1.0 and Connection: close: the 412 says close and closes */
+	cl_open(&c, f->port);
+	assert_int_equal(ask(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\nIf-Match: \"x\"\r\nConnection: close\r\n\r\n", &r),
+			 412);
+	size_t vl;
+	const char *v = find_header(&r, "Connection", &vl);
+	assert_non_null(v);
+	assert_int_equal(strncasecmp(v, "close", vl), 0);
+	assert_true(cl_sees_close(&c));
+	cl_close(&c);
+}
+
+/* The bytes of root/name are exactly want (NULL: no such file). */
+static void assert_file(struct fixture *f, const char *name, const char *want)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/%s", f->root, name);
+	size_t n = 0;
+	unsigned char *p = read_file(path, &n);
+	if (!want) {
+		assert_null(p);
+		return;
+	}
+	assert_non_null(p);
+	assert_int_equal(n, strlen(want));
+	assert_memory_equal(p, want, n);
+	free(p);
+}
+
+/* PUT with a body of len bytes, Content-Length or chunked (two chunks), extra headers. */
+static int put_cond(struct client *c, const char *path, const char *hdrs, const char *body, bool chunked,
+		    struct resp *r)
+{
+	char req[1024];
+	size_t n = strlen(body), h = n / 2;
+	if (chunked && h == 0)
+		snprintf(req, sizeof req, "PUT %s HTTP/1.1\r\nHost: t\r\n%sTransfer-Encoding: chunked\r\n\r\n"
+			 "%zx\r\n%s\r\n0\r\n\r\n", path, hdrs, n, body);
+	else if (chunked)
+		snprintf(req, sizeof req, "PUT %s HTTP/1.1\r\nHost: t\r\n%sTransfer-Encoding: chunked\r\n\r\n"
+			 "%zx\r\n%.*s\r\n%zx\r\n%s\r\n0\r\n\r\n", path, hdrs, h, (int)h, body, n - h, body + h);
+	else
+		snprintf(req, sizeof req, "PUT %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: %zu\r\n\r\n%s", path, hdrs, n,
+			 body);
+	cl_sends(c, req);
+	assert_true(cl_response(c, r, false));
+	resp_free(r);
+	return r->status;
+}
+
+static void test_preconditions_put(void **state)
+{
+	struct fixture *f = *state;
+	struct client c;
+	cl_open(&c, f->port);
+	struct resp r;
+	char etag[128], lm[64], hdr[256];
+	for (int ch = 0; ch < 2; ch++) {   /* Content-Length bodies, then chunked ones */
+		/* If-None-Match: * creates only: 412 on an existing file, which stays as it was;
+		 * the body is read and dropped, so the connection goes on */
+		assert_int_equal(put_cond(&c, "/small.txt", "If-None-Match: *\r\n", "clobbered", ch, &r), 412);
+		assert_412(&r);
+		assert_file(f, "small.txt", "hello, weft\n");
+		const char *fresh = ch ? "sub/c1.txt" : "sub/n1.txt";
+		char url[64];
+		snprintf(url, sizeof url, "/%s", fresh);
+		assert_int_equal(put_cond(&c, url, "If-None-Match: *\r\n", "first", ch, &r), 201);
+		assert_int_equal(put_cond(&c, url, "If-None-Match: *\r\n", "second", ch, &r), 412);
+		assert_file(f, fresh, "first");
+		/* If-Match on a missing file (even *): 412, nothing created */
+		assert_int_equal(put_cond(&c, "/sub/none.txt", "If-Match: *\r\n", "x", ch, &r), 412);
+		assert_int_equal(put_cond(&c, "/sub/none.txt", "If-Match: \"a\"\r\n", "x", ch, &r), 412);
+		assert_file(f, "sub/none.txt", NULL);
+		/* If-Match with the current tag replaces (204); the same, now stale, tag again is
+		 * a lost update refused (412) */
+		validators(&c, url, etag, sizeof etag, lm, sizeof lm);
+		snprintf(hdr, sizeof hdr, "If-Match: %s\r\n", etag);
+		assert_int_equal(put_cond(&c, url, hdr, "third!", ch, &r), 204);
+		assert_file(f, fresh, "third!");
+		assert_int_equal(put_cond(&c, url, hdr, "fourth", ch, &r), 412);
+		assert_file(f, fresh, "third!");
+		assert_int_equal(put_cond(&c, url, "If-Match: *\r\n", "fifth", ch, &r), 204);
+		assert_file(f, fresh, "fifth");
+		/* If-Unmodified-Since: before the file's date 412, at or after it 204 */
+		assert_int_equal(put_cond(&c, url, "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n", "sixth", ch, &r),
+				 412);
+		assert_file(f, fresh, "fifth");
+		assert_int_equal(put_cond(&c, url, "If-Unmodified-Since: Fri, 31 Dec 9999 23:59:59 GMT\r\n", "seventh", ch,
+					  &r), 204);
+		assert_file(f, fresh, "seventh");
+		/* and If-None-Match with the current tag (weak comparison) refuses too */
+		validators(&c, url, etag, sizeof etag, lm, sizeof lm);
+		snprintf(hdr, sizeof hdr, "If-None-Match: W/%s\r\n", etag);
+		assert_int_equal(put_cond(&c, url, hdr, "eighth", ch, &r), 412);
+		assert_file(f, fresh, "seventh");
+	}
+	/* every 412 above kept the connection, and the dropped bodies were not taken for
+	 * requests */
+	get_expect(&c, "/small.txt", "hello, weft\n");
+	cl_close(&c);
+
+	/* with Expect: 100-continue the body may never come: 412 instead of 100, and close */
+	cl_open(&c, f->port);
+	cl_sends(&c, "PUT /small.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\nContent-Length: 5\r\n"
+		     "Expect: 100-continue\r\n\r\n");
+	assert_true(cl_response(&c, &r, false));
+	assert_int_equal(r.status, 412);
+	size_t vl;
+	const char *v = find_header(&r, "Connection", &vl);
+	assert_non_null(v);
+	assert_int_equal(strncasecmp(v, "close", vl), 0);
+	assert_true(cl_sees_close(&c));
+	cl_close(&c);
+	assert_file(f, "small.txt", "hello, weft\n");
+	/* no temporary left behind by the refused ones */
+	char sub[128];
+	snprintf(sub, sizeof sub, "%s/sub", f->root);
+	assert_int_equal(count_entries(sub), 2);   /* n1.txt, c1.txt */
+}
+
+/* ---- several ranges: multipart/byteranges (RFC 9110 14.6) ---------------------------------- */
+
+struct part {
+	uint64_t first, last, total;
+};
+
+/* The boundary of a multipart/byteranges Content-Type value; NULL if it is not one. */
+static const char *mp_boundary(const char *ct, size_t ctl, char *out, size_t cap)
+{
+	static const char pre[] = "multipart/byteranges; boundary=";
+	if (ctl <= sizeof pre - 1 || strncasecmp(ct, pre, sizeof pre - 1) != 0 || ctl - (sizeof pre - 1) >= cap)
+		return NULL;
+	memcpy(out, ct + sizeof pre - 1, ctl - (sizeof pre - 1));
+	out[ctl - (sizeof pre - 1)] = '\0';
+	return out;
+}
+
+/* Parses a multipart/byteranges body strictly (delimiters, each part's headers, its
+ * bytes, the closing delimiter and nothing after it) and checks every part's bytes
+ * against file (file_len bytes) and its Content-Type against ctype. Returns the parts
+ * found (at most max) in parts. */
+static size_t mp_parse(const unsigned char *b, size_t n, const char *boundary, const unsigned char *file,
+		       size_t file_len, const char *ctype, struct part *parts, size_t max)
+{
+	char delim[96];
+	int dl = snprintf(delim, sizeof delim, "--%s", boundary);
+	size_t pos = 0, np = 0;
+	for (;;) {
+		/* CRLF before every delimiter but the first */
+		if (np > 0) {
+			assert_true(pos + 2 <= n && memcmp(b + pos, "\r\n", 2) == 0);
+			pos += 2;
+		}
+		assert_true(pos + (size_t)dl <= n && memcmp(b + pos, delim, (size_t)dl) == 0);
+		pos += (size_t)dl;
+		if (pos + 2 <= n && memcmp(b + pos, "--", 2) == 0) {
+			pos += 2;
+			assert_true(pos + 2 == n && memcmp(b + pos, "\r\n", 2) == 0);   /* the end, exactly */
+			return np;
+		}
+		assert_true(pos + 2 <= n && memcmp(b + pos, "\r\n", 2) == 0);
+		pos += 2;
+		/* the part's header lines, up to a blank line */
+		bool have_range = false, have_type = false;
+		struct part p = { 0 };
+		for (;;) {
+			const unsigned char *eol = memmem(b + pos, n - pos, "\r\n", 2);
+			assert_non_null(eol);
+			size_t ll = (size_t)(eol - (b + pos));
+			char line[256];
+			assert_true(ll < sizeof line);
+			memcpy(line, b + pos, ll);
+			line[ll] = '\0';
+			pos += ll + 2;
+			if (ll == 0)
+				break;
+			unsigned long long a, z, t;
+			if (strncasecmp(line, "Content-Range: ", 15) == 0) {
+				assert_int_equal(sscanf(line + 15, "bytes %llu-%llu/%llu", &a, &z, &t), 3);
+				p.first = a;
+				p.last = z;
+				p.total = t;
+				have_range = true;
+			} else if (strncasecmp(line, "Content-Type: ", 14) == 0) {
+				assert_string_equal(line + 14, ctype);
+				have_type = true;
+			} else {
+				fail_msg("unexpected part header [%s]", line);
+			}
+		}
+		assert_true(have_range && have_type);
+		assert_int_equal(p.total, file_len);
+		assert_true(p.first <= p.last && p.last < file_len);
+		size_t len = (size_t)(p.last - p.first + 1);
+		assert_true(pos + len <= n);
+		assert_memory_equal(b + pos, file + p.first, len);
+		pos += len;
+		assert_true(np < max);
+		parts[np++] = p;
+	}
+}
+
+/* A multipart answer on c to Range: spec of path; checks it against file and returns
+ * the parts. Content-Length must be exact: the next answer on c follows it directly. */
+static size_t ask_multi(struct client *c, const char *path, const char *spec, const unsigned char *file,
+			size_t file_len, const char *ctype, struct part *parts, size_t max)
+{
+	char req[512];
+	snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nRange: %s\r\n\r\n", path, spec);
+	struct resp r;
+	assert_int_equal(ask(c, req, &r), 206);
+	size_t vl;
+	const char *ct = find_header(&r, "Content-Type", &vl);
+	assert_non_null(ct);
+	char b[96];
+	assert_non_null(mp_boundary(ct, vl, b, sizeof b));
+	assert_null(find_header(&r, "Content-Range", &vl));   /* only in the parts */
+	size_t np = mp_parse(r.body, r.body_len, b, file, file_len, ctype, parts, max);
+	/* HEAD: the same head, Content-Length included, and no body */
+	snprintf(req, sizeof req, "HEAD %s HTTP/1.1\r\nHost: t\r\nRange: %s\r\n\r\n", path, spec);
+	struct resp h;
+	assert_int_equal(ask(c, req, &h), 206);
+	assert_int_equal(h.content_length, r.content_length);
+	ct = find_header(&h, "Content-Type", &vl);
+	assert_non_null(ct);
+	assert_int_equal(strncmp(ct, "multipart/byteranges; boundary=", 31), 0);
+	resp_free(&r);
+	return np;
+}
+
+static void expect_parts(const struct part *p, size_t np, const uint64_t *want, size_t nw)
+{
+	assert_int_equal(np, nw);
+	for (size_t i = 0; i < np; i++) {
+		if (p[i].first != want[2 * i] || p[i].last != want[2 * i + 1])
+			fail_msg("part %zu: %llu-%llu, want %llu-%llu", i, (unsigned long long)p[i].first,
+				 (unsigned long long)p[i].last, (unsigned long long)want[2 * i],
+				 (unsigned long long)want[2 * i + 1]);
+	}
+}
+
+static void test_multirange(void **state)
+{
+	struct fixture *f = *state;
+	struct client c;
+	cl_open(&c, f->port);
+	struct part p[WEFT_HTTP_MAX_RANGES];
+	const char *oct = "application/octet-stream";
+	uint64_t n = f->data_len;
+	size_t np = ask_multi(&c, "/data.bin", "bytes=0-9,20-29,100-", f->data, f->data_len, oct, p, 16);
+	expect_parts(p, np, (const uint64_t[]){ 0, 9, 20, 29, 100, n - 1 }, 3);
+	/* big parts: each takes several sendfile pieces (128 KiB) or copy chunks */
+	char big[128];
+	snprintf(big, sizeof big, "bytes=0-%llu,%llu-%llu,-%llu", (unsigned long long)(n / 8), (unsigned long long)(n / 4),
+		 (unsigned long long)(n / 2), (unsigned long long)(n / 8));
+	np = ask_multi(&c, "/data.bin", big, f->data, f->data_len, oct, p, 16);
+	expect_parts(p, np, (const uint64_t[]){ 0, n / 8, n / 4, n / 2, n - n / 8, n - 1 }, 3);
+	/* out of order, overlapping, adjacent: sorted and merged */
+	np = ask_multi(&c, "/data.bin", "bytes=500-599,0-9,5-14,15-19, -1", f->data, f->data_len, oct, p, 16);
+	expect_parts(p, np, (const uint64_t[]){ 0, 19, 500, 599, n - 1, n - 1 }, 3);
+	/* 16 specs of one byte: 16 parts */
+	char spec[256] = "bytes=";
+	uint64_t want[32];
+	for (int i = 0; i < 16; i++) {
+		char one[32];
+		snprintf(one, sizeof one, "%d-%d%s", 7 * i + 1, 7 * i + 1, i < 15 ? "," : "");
+		strcat(spec, one);
+		want[2 * i] = want[2 * i + 1] = (uint64_t)(7 * i + 1);
+	}
+	np = ask_multi(&c, "/data.bin", spec, f->data, f->data_len, oct, p, 16);
+	expect_parts(p, np, want, 16);
+	/* a small (cached) file, and its Content-Type in each part */
+	np = ask_multi(&c, "/small.txt", "bytes=0-1,7-", (const unsigned char *)"hello, weft\n", 12,
+		       "text/plain; charset=utf-8", p, 16);
+	expect_parts(p, np, (const uint64_t[]){ 0, 1, 7, 11 }, 2);
+
+	struct resp r;
+	char req[512];
+	/* merged into one, or one left once the unsatisfiable are dropped: a plain 206 */
+	const char *single[] = { "bytes=0-,0-,0-", "bytes=10-19,999999999-", "bytes=10-14,15-19" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(req, sizeof req, "GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: %s\r\n\r\n", single[i]);
+		assert_int_equal(ask(&c, req, &r), 206);
+		size_t vl;
+		const char *cr = find_header(&r, "Content-Range", &vl);
+		assert_non_null(cr);
+		uint64_t a = i ? 10 : 0, z = i ? 19 : n - 1;
+		assert_int_equal(r.body_len, z - a + 1);
+		assert_memory_equal(r.body, f->data + a, r.body_len);
+		resp_free(&r);
+	}
+	/* nothing satisfiable: 416 with the size */
+	assert_int_equal(ask(&c, "GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=999999999-,-0\r\n\r\n", &r), 416);
+	/* more than 16 specs, or a malformed one in the list: the whole file, 200 */
+	strcat(spec, ",200-300");
+	snprintf(req, sizeof req, "GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: %s\r\n\r\n", spec);
+	assert_int_equal(ask(&c, req, &r), 200);
+	assert_int_equal(r.body_len, n);
+	resp_free(&r);
+	assert_int_equal(ask(&c, "GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,x-3\r\n\r\n", &r), 200);
+	assert_int_equal(r.body_len, n);
+	resp_free(&r);
+	/* If-Range: the tag keeps the ranges, another sends the whole file */
+	char etag[128], lm[64];
+	validators(&c, "/data.bin", etag, sizeof etag, lm, sizeof lm);
+	snprintf(req, sizeof req, "GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,3-4\r\nIf-Range: %s\r\n\r\n",
+		 etag);
+	assert_int_equal(ask(&c, req, &r), 206);
+	resp_free(&r);
+	assert_int_equal(ask(&c, "GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,3-4\r\nIf-Range: \"x\"\r\n\r\n", &r),
+			 200);
+	assert_int_equal(r.body_len, n);
+	resp_free(&r);
+	/* pipelined: two multipart answers and a plain one, in order */
+	cl_sends(&c, "GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=1-2,1000-\r\n\r\n"
+		     "GET /small.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0,2-2\r\n\r\n"
+		     "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+	for (int i = 0; i < 2; i++) {
+		assert_true(cl_response(&c, &r, false));
+		assert_int_equal(r.status, 206);
+		size_t vl;
+		const char *ct = find_header(&r, "Content-Type", &vl);
+		char b[96];
+		assert_non_null(mp_boundary(ct, vl, b, sizeof b));
+		np = i ? mp_parse(r.body, r.body_len, b, (const unsigned char *)"hello, weft\n", 12,
+				  "text/plain; charset=utf-8", p, 16)
+		       : mp_parse(r.body, r.body_len, b, f->data, f->data_len, oct, p, 16);
+		assert_int_equal(np, 2);
+		resp_free(&r);
+	}
+	assert_true(cl_response(&c, &r, false));
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, 12);
+	assert_memory_equal(r.body, "hello, weft\n", 12);
+	resp_free(&r);
+	get_expect(&c, "/small.txt", "hello, weft\n");
+	/* boundaries differ from answer to answer */
+	char b1[96], b2[96];
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ask(&c, "HEAD /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=1-2,5-6\r\n\r\n", &r), 206);
+		size_t vl;
+		const char *ct = find_header(&r, "Content-Type", &vl);
+		assert_non_null(mp_boundary(ct, vl, i ? b2 : b1, sizeof b1));
+	}
+	assert_string_not_equal(b1, b2);
+	cl_close(&c);
+}
+
+/* ---- chunked uploads (RFC 9112 7.1) ---------------------------------------------------------- */
+
+/* p[0, n) as a chunked body: chunks of pseudo-random sizes (1 byte to 70 KB), some with
+ * extensions, the last chunk with a trailer. Returns a malloc'd stream, its length in *len. */
+static char *chunk_encode(const unsigned char *p, size_t n, uint32_t seed, size_t *len)
+{
+	size_t cap = n + n / 8 + 4096;
+	char *out = malloc(cap);
+	assert_non_null(out);
+	size_t o = 0, i = 0;
+	uint32_t x = seed | 1;
+	while (i < n) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		size_t k = x % 4 == 0 ? 1 + x % 16 : 1 + x % 70000;
+		if (k > n - i)
+			k = n - i;
+		assert_true(o + k + 64 < cap);
+		o += (size_t)snprintf(out + o, cap - o, x % 3 == 0 ? "%zX;ext=\"v\"\r\n" : "%zx\r\n", k);
+		memcpy(out + o, p + i, k);
+		o += k;
+		memcpy(out + o, "\r\n", 2);
+		o += 2;
+		i += k;
+	}
+	o += (size_t)snprintf(out + o, cap - o, "0\r\nX-Checksum: none\r\n\r\n");
+	*len = o;
+	return out;
+}
+
+/* Sends p[0, n) in pieces of pseudo-random sizes, so chunk heads split anywhere. */
+static void send_pieces(struct client *c, const char *p, size_t n, uint32_t seed)
+{
+	uint32_t x = seed | 1;
+	size_t i = 0;
+	while (i < n) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		size_t k = 1 + x % 9000;
+		if (k > n - i)
+			k = n - i;
+		cl_send(c, p + i, k);
+		i += k;
+	}
+}
+
+static void test_chunked_put(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = (size_t)weft_test_iters(3u << 20) + 11;
+	unsigned char *p = malloc(n);
+	assert_non_null(p);
+	fill(p, n, 123);
+	size_t el;
+	char *enc = chunk_encode(p, n, 77, &el);
+	struct client c;
+	cl_open(&c, f->port);
+	struct resp r;
+	/* a chunked PUT in small pieces: 201, the bytes on disk and back */
+	cl_sends(&c, "PUT /sub/ch.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+	send_pieces(&c, enc, el, 5);
+	assert_true(cl_response(&c, &r, false));
+	assert_int_equal(r.status, 201);
+	resp_free(&r);
+	char path[256];
+	snprintf(path, sizeof path, "%s/sub/ch.bin", f->root);
+	size_t got = 0;
+	unsigned char *disk = read_file(path, &got);
+	assert_non_null(disk);
+	assert_int_equal(got, n);
+	assert_memory_equal(disk, p, n);
+	free(disk);
+	cl_sends(&c, "GET /sub/ch.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_true(cl_response(&c, &r, false));
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, n);
+	assert_memory_equal(r.body, p, n);
+	resp_free(&r);
+	/* replaced, with Expect: 100-continue: 100, then 204 */
+	fill(p, 5000, 6);
+	free(enc);
+	enc = chunk_encode(p, 5000, 78, &el);
+	cl_sends(&c, "PUT /sub/ch.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
+	assert_true(cl_response(&c, &r, true));
+	assert_int_equal(r.status, 100);
+	cl_send(&c, enc, el);
+	assert_true(cl_response(&c, &r, false));
+	assert_int_equal(r.status, 204);
+	resp_free(&r);
+	disk = read_file(path, &got);
+	assert_non_null(disk);
+	assert_int_equal(got, 5000);
+	assert_memory_equal(disk, p, 5000);
+	free(disk);
+	/* pipelined behind a chunked PUT in the same write: a GET of what it wrote; an empty
+	 * chunked body; a GET with a chunked body (read and dropped) */
+	cl_sends(&c, "PUT /sub/pipe.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+		     "4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\n\r\n"
+		     "GET /sub/pipe.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+		     "PUT /sub/empty.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+		     "GET /small.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\n"
+		     "GET /sub/pipe.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_true(cl_response(&c, &r, false));
+	assert_int_equal(r.status, 201);
+	resp_free(&r);
+	for (int i = 0; i < 4; i++) {
+		assert_true(cl_response(&c, &r, false));
+		assert_int_equal(r.status, i == 1 ? 201 : 200);
+		if (i != 1) {
+			const char *want = i == 2 ? "hello, weft\n" : "abcdefg";
+			assert_int_equal(r.body_len, strlen(want));
+			assert_memory_equal(r.body, want, r.body_len);
+		}
+		resp_free(&r);
+	}
+	assert_file(f, "sub/empty.txt", "");
+	cl_close(&c);
+
+	/* refusals, each answered and closed, leaving no file: bad framing 400, a chunk over
+	 * --max-upload 413, another coding 501, both framings or two codings 400 */
+	struct {
+		const char *req;
+		int status;
+	} bad[] = {
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcdX\r\n0\r\n\r\n", 400 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\nabcd\r\n0\r\n\r\n", 400 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+		  "3\r\nabc\r\n0\r\nBad Trailer\r\n\r\n", 400 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n8000001\r\n", 413 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+		  "0\r\n\r\n", 400 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+		  "0\r\n\r\n", 400 },
+		{ "PUT /sub/bad.bin HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cl_open(&c, f->port);
+		cl_sends(&c, bad[i].req);
+		assert_true(cl_response(&c, &r, false));
+		if (r.status != bad[i].status)
+			fail_msg("case %zu: %d, want %d", i, r.status, bad[i].status);
+		resp_free(&r);
+		assert_true(cl_sees_close(&c));
+		cl_close(&c);
+	}
+	assert_file(f, "sub/bad.bin", NULL);
+	/* the server still answers */
+	assert_int_equal(one(f, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);
+	resp_free(&r);
+	free(enc);
+	free(p);
+}
+
+/* A chunked upload cut before its last chunk (closed, or reset) leaves nothing. */
+static void test_chunked_interrupted(void **state)
+{
+	struct fixture *f = *state;
+	char sub[128];
+	snprintf(sub, sizeof sub, "%s/sub", f->root);
+	struct resp r;
+	assert_int_equal(one(f, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);   /* warm */
+	resp_free(&r);
+	wait_baseline(f, -1);
+	usleep(100000);
+	int fds = count_fds();
+	struct weft__http_stats hs0;
+	weft__http_server_get_stats(f->h, &hs0);
+	size_t n = 300000;
+	unsigned char *p = malloc(n);
+	assert_non_null(p);
+	fill(p, n, 4);
+	size_t el;
+	char *enc = chunk_encode(p, n, 9, &el);
+	/* the stream without its final "0" chunk and trailers, cut in three ways: after
+	 * whole chunks, in the middle of a chunk, and at the last chunk's size line */
+	const char *z = memmem(enc, el, "\r\n0\r\nX-Checksum", 15);
+	assert_non_null(z);
+	size_t whole = (size_t)(z - enc) + 2;
+	size_t cuts[3] = { whole, whole / 2, whole + 1 };
+	for (int i = 0; i < 4; i++) {
+		struct client c;
+		cl_open(&c, f->port);
+		cl_sends(&c, "PUT /sub/cut.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+			     "Expect: 100-continue\r\n\r\n");
+		struct resp r100;
+		assert_true(cl_response(&c, &r100, true));
+		assert_int_equal(r100.status, 100);
+		cl_send(&c, enc, cuts[i % 3]);
+		if (i == 3) {   /* a reset */
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+			setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		}
+		cl_close(&c);
+	}
+	wait_baseline(f, fds);
+	assert_int_equal(count_entries(sub), 0);
+	struct weft__http_stats hs;
+	weft__http_server_get_stats(f->h, &hs);
+	assert_int_equal(hs.upload_aborts - hs0.upload_aborts, 4);
+	assert_int_equal(hs.uploads - hs0.uploads, 0);
+	/* and the server still takes a whole one */
+	struct client c;
+	cl_open(&c, f->port);
+	cl_sends(&c, "PUT /sub/cut.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+	cl_send(&c, enc, el);
+	assert_true(cl_response(&c, &r, false));
+	assert_int_equal(r.status, 201);
+	resp_free(&r);
+	cl_close(&c);
+	char path[256];
+	snprintf(path, sizeof path, "%s/cut.bin", sub);
+	size_t got = 0;
+	unsigned char *disk = read_file(path, &got);
+	assert_non_null(disk);
+	assert_int_equal(got, n);
+	assert_memory_equal(disk, p, n);
+	free(disk);
+	free(enc);
+	free(p);
+}
+
 /* ---- curl, if it is here ---------------------------------------------------------------------- */
 
 /* True when a[a_off, a_off + len) equals the whole of b (len bytes long), compared in
@@ -1190,10 +1871,19 @@ static void test_curl(void **state)
 	snprintf(up, sizeof up, "%s/sub/c.bin", f->root);
 	assert_true(files_equal_at(src, 0, up, n));
 	/* SHA-256 both ways, as a user would check it */
+	/* PUT from stdin: chunked (curl knows no length), the same bytes */
+	snprintf(cmd, sizeof cmd, "curl -sS -f --max-time 60 -T - -o /dev/null http://127.0.0.1:%d/sub/s.bin < '%s'",
+		 f->port, src);
+	assert_int_equal(system(cmd), 0);
+	char up2[128];
+	snprintf(up2, sizeof up2, "%s/sub/s.bin", f->root);
+	assert_true(files_equal_at(src, 0, up2, n));
+	/* SHA-256 every way, as a user would check it */
 	snprintf(cmd, sizeof cmd,
 		 "command -v sha256sum >/dev/null || exit 0; a=$(sha256sum < '%s'); b=$(sha256sum < '%s'); "
-		 "c=$(sha256sum < '%s'); [ \"$a\" = \"$b\" ] && [ \"$a\" = \"$c\" ]",
-		 src, out, up);
+		 "c=$(sha256sum < '%s'); d=$(sha256sum < '%s'); [ \"$a\" = \"$b\" ] && [ \"$a\" = \"$c\" ] && "
+		 "[ \"$a\" = \"$d\" ]",
+		 src, out, up, up2);
 	assert_int_equal(system(cmd), 0);
 
 	/* HEAD, and keep-alive: two URLs in one curl run share one connection */
@@ -1237,6 +1927,87 @@ static void test_curl(void **state)
 	unlink(part);
 }
 
+/* curl against the newer parts: several ranges (curl writes the multipart body as is),
+ * PUT from stdin (chunked), and the preconditions as curl reports them. */
+static void test_curl_ranges_chunked_preconditions(void **state)
+{
+	struct fixture *f = *state;
+	if (system("command -v curl >/dev/null 2>&1") != 0) {
+		fprintf(stderr, "curl is not installed: test skipped\n");
+		skip();
+	}
+	char out[128], hdrs[128], cmd[1024];
+	snprintf(out, sizeof out, "%s.mp", f->root);
+	snprintf(hdrs, sizeof hdrs, "%s.hd", f->root);
+	/* curl -r '0-9,20-29,100-': 206 multipart/byteranges, parsed and compared byte for byte */
+	snprintf(cmd, sizeof cmd, "curl -sS -f --max-time 30 -r '0-9,20-29,100-' -D '%s' -o '%s' "
+		 "http://127.0.0.1:%d/data.bin", hdrs, out, f->port);
+	assert_int_equal(system(cmd), 0);
+	size_t hn = 0, bn = 0;
+	char *head = (char *)read_file(hdrs, &hn);
+	assert_non_null(head);
+	head[hn] = '\0';
+	assert_non_null(strstr(head, "HTTP/1.1 206 Partial Content\r\n"));
+	const char *ct = strcasestr(head, "\r\nContent-Type: ");
+	assert_non_null(ct);
+	ct += 16;
+	char b[96];
+	assert_non_null(mp_boundary(ct, (size_t)(strstr(ct, "\r\n") - ct), b, sizeof b));
+	unsigned char *body = read_file(out, &bn);
+	assert_non_null(body);
+	char want_cl[64];
+	snprintf(want_cl, sizeof want_cl, "Content-Length: %zu\r\n", bn);
+	assert_non_null(strstr(head, want_cl));   /* the length announced is the length sent */
+	struct part p[WEFT_HTTP_MAX_RANGES];
+	size_t np = mp_parse(body, bn, b, f->data, f->data_len, "application/octet-stream", p, 16);
+	expect_parts(p, np, (const uint64_t[]){ 0, 9, 20, 29, 100, f->data_len - 1 }, 3);
+	free(body);
+	free(head);
+
+	/* PUT from stdin: curl does not know the length and sends it chunked */
+	char src[128], up[128];
+	snprintf(src, sizeof src, "%s/data.bin", f->root);
+	snprintf(up, sizeof up, "%s/sub/stdin.bin", f->root);
+	snprintf(cmd, sizeof cmd, "curl -sS -f --max-time 60 -T - -o /dev/null -D '%s' -w '%%{http_code}' "
+		 "-v http://127.0.0.1:%d/sub/stdin.bin < '%s' 2>'%s'", hdrs, f->port, src, out);
+	assert_int_equal(curl_code(cmd), 201);
+	head = (char *)read_file(out, &hn);   /* curl -v: what it sent */
+	assert_non_null(head);
+	head[hn] = '\0';
+	assert_non_null(strcasestr(head, "> Transfer-Encoding: chunked"));
+	free(head);
+	assert_true(files_equal_at(src, 0, up, f->data_len));
+	snprintf(cmd, sizeof cmd, "command -v sha256sum >/dev/null || exit 0; [ \"$(sha256sum < '%s')\" = "
+		 "\"$(sha256sum < '%s')\" ]", src, up);
+	assert_int_equal(system(cmd), 0);
+
+	/* preconditions */
+	const char *w = "curl -s --max-time 30 -o /dev/null -w '%{http_code}'";
+	snprintf(cmd, sizeof cmd, "%s -H 'If-Match: \"nope\"' http://127.0.0.1:%d/small.txt", w, f->port);
+	assert_int_equal(curl_code(cmd), 412);
+	snprintf(cmd, sizeof cmd, "%s -H 'If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT' "
+		 "http://127.0.0.1:%d/small.txt", w, f->port);
+	assert_int_equal(curl_code(cmd), 412);
+	snprintf(cmd, sizeof cmd, "%s -H 'If-Match: *' http://127.0.0.1:%d/small.txt", w, f->port);
+	assert_int_equal(curl_code(cmd), 200);
+	/* create-only uploads, from a file and from stdin */
+	snprintf(cmd, sizeof cmd, "%s -H 'If-None-Match: *' -T '%s/index.html' http://127.0.0.1:%d/small.txt", w,
+		 f->root, f->port);
+	assert_int_equal(curl_code(cmd), 412);
+	assert_file(f, "small.txt", "hello, weft\n");
+	for (int i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof cmd, "%s -H 'If-None-Match: *' -T - http://127.0.0.1:%d/sub/once.txt < '%s/index.html'",
+			 w, f->port, f->root);
+		assert_int_equal(curl_code(cmd), i ? 412 : 201);
+	}
+	assert_file(f, "sub/once.txt", "<p>hi</p>\n");
+	/* the server still serves */
+	snprintf(cmd, sizeof cmd, "%s http://127.0.0.1:%d/small.txt", w, f->port);
+	assert_int_equal(curl_code(cmd), 200);
+	unlink(out);
+	unlink(hdrs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1253,11 +2024,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_curl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conditional, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preconditions_get, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preconditions_put, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_multirange, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chunked_put, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chunked_interrupted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_curl_ranges_chunked_preconditions, setup, teardown),
 		/* file bodies by pread + weft_conn_send instead of sendfile */
 		cmocka_unit_test_setup_teardown(test_get, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_head_and_range, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelining, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted, setup_copy, teardown),
+		cmocka_unit_test_setup_teardown(test_multirange, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_fallback, setup_walk, teardown),
 	};
 	/* sendfile(2) cannot say MSG_NOSIGNAL: a peer that resets mid-body raises SIGPIPE,
