@@ -1026,6 +1026,28 @@ static void consume(struct hconn *hc, size_t n)
 	hc->in_len -= n;
 }
 
+/* Drops the buffered bytes of a chunked body nobody uses (a GET's, or a PUT's refused
+ * by a precondition). True once its end is consumed; false while more must come, or
+ * after bad framing (the answer is out: the connection closes). */
+static bool discard_chunked(struct hconn *hc)
+{
+	size_t off = 0, used, data;
+	int rc;
+	while ((rc = weft__http_chunked_next(&hc->ck, hc->in + off, hc->in_len - off, &used, &data)) ==
+	       WEFT_HTTP_CHUNK_DATA)
+		off += used + data;
+	off += used;
+	if (rc != WEFT_HTTP_CHUNK_NEED && rc != WEFT_HTTP_CHUNK_END) {
+		hc->close_after = true;
+		return false;
+	}
+	consume(hc, off);
+	if (rc == WEFT_HTTP_CHUNK_NEED)
+		return false;
+	hc->ck_discard = false;
+	return true;
+}
+
 /* Answers every complete request in the buffer, in order, as far as the queue allows.
  * Mutex held. */
 static void process(struct hconn *hc, weft_conn *c)
@@ -1039,23 +1061,8 @@ static void process(struct hconn *hc, weft_conn *c)
 			if (hc->discard)
 				return;
 		}
-		if (hc->ck_discard) {
-			/* a chunked body nobody uses: decoded and dropped */
-			size_t off = 0, used, data;
-			int rc;
-			while ((rc = weft__http_chunked_next(&hc->ck, hc->in + off, hc->in_len - off, &used, &data)) ==
-			       WEFT_HTTP_CHUNK_DATA)
-				off += used + data;
-			off += used;
-			if (rc != WEFT_HTTP_CHUNK_NEED && rc != WEFT_HTTP_CHUNK_END) {
-				hc->close_after = true;   /* answered already; the framing is lost */
-				return;
-			}
-			consume(hc, off);
-			if (rc == WEFT_HTTP_CHUNK_NEED)
-				return;
-			hc->ck_discard = false;
-		}
+		if (hc->ck_discard && !discard_chunked(hc))
+			return;
 		if (hc->uploading) {
 			if (!hc->up_done) {
 				ssize_t n = upload_feed(hc, c, hc->in, hc->in_len);

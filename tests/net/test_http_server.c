@@ -1327,10 +1327,53 @@ static void test_preconditions_put(void **state)
 	assert_true(cl_sees_close(&c));
 	cl_close(&c);
 	assert_file(f, "small.txt", "hello, weft\n");
+	/* two create-only uploads racing: both pass the check at their start (100 Continue
+	 * says so), and the rename decides: the first to finish 201, the other 412, and the
+	 * file holds the winner's bytes */
+	struct client a, b;
+	cl_open(&a, f->port);
+	cl_open(&b, f->port);
+	const char *race = "PUT /sub/race.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\nContent-Length: 6\r\n"
+			   "Expect: 100-continue\r\n\r\n";
+	cl_sends(&a, race);
+	cl_sends(&b, race);
+	assert_true(cl_response(&a, &r, true));
+	assert_int_equal(r.status, 100);
+	assert_true(cl_response(&b, &r, true));
+	assert_int_equal(r.status, 100);
+	cl_sends(&a, "AAAAA");
+	cl_sends(&b, "BBBBB");
+	cl_sends(&b, "B");
+	assert_true(cl_response(&b, &r, false));
+	assert_int_equal(r.status, 201);
+	resp_free(&r);
+	cl_sends(&a, "A");
+	assert_true(cl_response(&a, &r, false));
+	assert_412(&r);
+	assert_file(f, "sub/race.txt", "BBBBBB");
+	/* a lost update caught at the end: If-Match held at the start, then another upload
+	 * replaced the file while this body arrived: 412, the other upload's bytes stay */
+	validators(&a, "/sub/race.txt", etag, sizeof etag, lm, sizeof lm);
+	snprintf(hdr, sizeof hdr, "PUT /sub/race.txt HTTP/1.1\r\nHost: t\r\nIf-Match: %s\r\nContent-Length: 6\r\n"
+		 "Expect: 100-continue\r\n\r\n", etag);
+	cl_sends(&a, hdr);
+	assert_true(cl_response(&a, &r, true));
+	assert_int_equal(r.status, 100);
+	cl_sends(&a, "CCC");
+	assert_int_equal(put_cond(&b, "/sub/race.txt", "", "DDDDDD", false, &r), 204);
+	cl_sends(&a, "CCC");
+	assert_true(cl_response(&a, &r, false));
+	assert_412(&r);
+	assert_file(f, "sub/race.txt", "DDDDDD");
+	/* both connections still usable */
+	get_expect(&a, "/sub/race.txt", "DDDDDD");
+	get_expect(&b, "/small.txt", "hello, weft\n");
+	cl_close(&a);
+	cl_close(&b);
 	/* no temporary left behind by the refused ones */
 	char sub[128];
 	snprintf(sub, sizeof sub, "%s/sub", f->root);
-	assert_int_equal(count_entries(sub), 2);   /* n1.txt, c1.txt */
+	assert_int_equal(count_entries(sub), 3);   /* n1.txt, c1.txt, race.txt */
 }
 
 /* ---- several ranges: multipart/byteranges (RFC 9110 14.6) ---------------------------------- */
@@ -1679,6 +1722,13 @@ static void test_chunked_put(void **state)
 		resp_free(&r);
 	}
 	assert_file(f, "sub/empty.txt", "");
+	/* a dropped chunked body with bad framing: answered, then closed (framing lost) */
+	cl_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n"
+		     "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_true(cl_response(&c, &r, false));
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	assert_true(cl_sees_close(&c));
 	cl_close(&c);
 
 	/* refusals, each answered and closed, leaving no file: bad framing 400, a chunk over
