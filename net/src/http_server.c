@@ -12,9 +12,15 @@
  * RESOLVE_NO_MAGICLINKS) (an O_NOFOLLOW walk where openat2 is missing), after
  * weft__http_path_decode has already refused every ".." and encoded separator.
  *
+ * Several ranges go out as multipart/byteranges: the part heads are queued with
+ * weft_conn_send between the spans, which stream like any file body (next_part()).
+ *
  * Uploads are written into an O_TMPFILE (or a hidden temporary name) in the target
- * directory and linked and renamed over the target only when the last byte is written;
- * a connection that closes first leaves nothing behind. */
+ * directory and linked and renamed over the target only when the last byte is written
+ * (for a chunked body: when the last chunk and its trailers are in); a connection that
+ * closes first leaves nothing behind. Preconditions (If-Match, If-Unmodified-Since,
+ * If-None-Match) are checked at the start of an upload and, where they can change, again
+ * at the rename (RENAME_NOREPLACE for If-None-Match: *). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

@@ -1,8 +1,10 @@
 /* http_server.h - weft-server's HTTP/1.1 file server on the completion-port framework.
  *
  * Private to net/ (never installed); weft-server and the tests use it. GET and HEAD of
- * regular files beneath a root (Range, keep-alive, pipelining, /stats), PUT uploads into
- * a temporary file made visible only when complete. See docs/net.md, "HTTP mode". */
+ * regular files beneath a root (Range, up to 16 ranges as multipart/byteranges,
+ * conditional requests with 304 and 412, keep-alive, pipelining, /stats), PUT uploads
+ * (Content-Length or chunked bodies) into a temporary file made visible only when
+ * complete. See docs/net.md, "HTTP mode". */
 #ifndef WEFT_NET_HTTP_SERVER_H
 #define WEFT_NET_HTTP_SERVER_H
 
