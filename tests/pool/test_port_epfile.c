@@ -3,7 +3,7 @@
  * instead of blocking the submitting thread; on io_uring to the ring. Either way each
  * completes exactly once with the right bytes, also when cancelled while queued, when
  * its fd is disassociated or closed through the port, or when the port closes with it
- * in flight.
+ * in flight, also while other threads keep submitting.
  *
  * Whether a read really missed is asked of the kernel (mincore on a mapping of the
  * file, right before the read, with readahead off): a read that touches a page not in
