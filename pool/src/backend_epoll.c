@@ -94,8 +94,8 @@ struct ep {
 	uint32_t fseq;		       /* futex word of the sleeping helpers: bumped per wake */
 	struct weft__op *fq, *fq_tail; /* FIFO of file ops for the helpers (linked by qnext) */
 	uint32_t fidle, fwake;
-	uint32_t fstop; /* set by fini */
-	uint32_t nhelpers;		  /* started (io lock; fini reads it after the last op) */
+	uint32_t fstop;	   /* set by fini */
+	uint32_t nhelpers; /* started (io lock; fini reads it after the last op) */
 	pthread_t helper[FILE_HELPERS];
 };
 
@@ -242,7 +242,6 @@ static int try_op(struct weft__op *op)
 			return sys_err();
 	}
 }
-
 
 static bool unqueue(struct weft__op **head, struct weft__op **tail, struct weft__op *op)
 {

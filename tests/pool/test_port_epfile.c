@@ -149,14 +149,15 @@ static void test_port_epfile_cold_reads_via_helpers(void **state)
 	}
 	expect_none(p);
 	uint64_t off = weft__epoll_files_offloaded() - before;
-	fprintf(stderr, "  %u of %d reads touched uncached pages (cache dropped: %s); helpers ran %llu\n", cold, N,
-		dropped ? "yes" : "no", (unsigned long long)off);
+	fprintf(stderr, "  %u of %d reads touched uncached pages (cache dropped: %s); helpers ran %llu\n",
+		cold, N, dropped ? "yes" : "no", (unsigned long long)off);
 	if (on_epoll(p) && cold > 0)
 		assert_true(off >= 1); /* the submitting thread did not wait for the disk */
 	if (!on_epoll(p))
 		assert_int_equal(off, 0);
 	if (!dropped || cold == 0)
-		fprintf(stderr, "  (the page cache could not be dropped here: the miss path was not exercised)\n");
+		fprintf(stderr,
+			"  (the page cache could not be dropped here: the miss path was not exercised)\n");
 	assert_int_equal(weft_port_close_fd(p, fd), 0);
 	weft_port_close(p);
 }
@@ -346,9 +347,12 @@ static void test_port_epfile_cold_reads_racing_cancels(void **state)
 				assert_int_equal(seen[i][j], 1);
 		expect_none(c->p);
 	}
-	fprintf(stderr, "  %u rounds: %llu read, %llu cancelled (cancel said 0: %llu, -ENOENT: %llu); helpers ran %llu\n",
-		rounds, (unsigned long long)ok, (unsigned long long)cancelled, (unsigned long long)c->cancels_ok,
-		(unsigned long long)c->cancels_late, (unsigned long long)(weft__epoll_files_offloaded() - before));
+	fprintf(
+	    stderr,
+	    "  %u rounds: %llu read, %llu cancelled (cancel said 0: %llu, -ENOENT: %llu); helpers ran %llu\n",
+	    rounds, (unsigned long long)ok, (unsigned long long)cancelled, (unsigned long long)c->cancels_ok,
+	    (unsigned long long)c->cancels_late,
+	    (unsigned long long)(weft__epoll_files_offloaded() - before));
 	assert_int_equal(weft_port_close_fd(c->p, c->fd), 0);
 	weft_port_close(c->p);
 	free(c);
@@ -518,9 +522,11 @@ static void test_port_epfile_cold_writes(void **state)
 		assert_int_equal(pread(fd, r, STRIDE, (off_t)at), STRIDE);
 		uint32_t wo = i & 1 ? 777 : 0;
 		for (uint32_t j = 0; j < STRIDE; j++) {
-			unsigned char want = j >= wo && j < wo + BLK ? (unsigned char)(0xa0 + i) : pat(at + j);
+			unsigned char want =
+			    j >= wo && j < wo + BLK ? (unsigned char)(0xa0 + i) : pat(at + j);
 			if (r[j] != want)
-				fail_msg("file byte %llu: %u, want %u", (unsigned long long)(at + j), r[j], want);
+				fail_msg("file byte %llu: %u, want %u", (unsigned long long)(at + j), r[j],
+					 want);
 		}
 	}
 	assert_int_equal(weft_port_close_fd(p, fd), 0);
@@ -531,8 +537,8 @@ static void test_port_epfile_cold_writes(void **state)
  * The fast path's miss takes the locked path still pinned; a disassociate or close in
  * between must cancel it there, and one that finds it on a helper must wait for it. */
 
-#define RS 2		/* submitting threads */
-#define RPAGES 256	/* the file's reads: one per 8 pages */
+#define RS 2	   /* submitting threads */
+#define RPAGES 256 /* the file's reads: one per 8 pages */
 
 struct frace {
 	weft_port *p;
@@ -685,10 +691,13 @@ static void frace_run(bool close_port)
 		cancelled += r->cancelled[i];
 	}
 	assert_true(total > 0);
-	fprintf(stderr, "  %s: %llu reads completed (%llu ok, %llu cancelled), %llu + %llu refused, %llu churns, helpers ran %llu\n",
+	fprintf(stderr,
+		"  %s: %llu reads completed (%llu ok, %llu cancelled), %llu + %llu refused, %llu churns, "
+		"helpers ran %llu\n",
 		close_port ? "close" : "disassociate", (unsigned long long)total, (unsigned long long)ok,
-		(unsigned long long)cancelled, (unsigned long long)r->refused[0], (unsigned long long)r->refused[1],
-		(unsigned long long)churns, (unsigned long long)(weft__epoll_files_offloaded() - before));
+		(unsigned long long)cancelled, (unsigned long long)r->refused[0],
+		(unsigned long long)r->refused[1], (unsigned long long)churns,
+		(unsigned long long)(weft__epoll_files_offloaded() - before));
 	if (close_port) {
 		close(r->fd);
 	} else {
@@ -714,7 +723,6 @@ static void test_port_epfile_cold_reads_vs_close(void **state)
 	(void)state;
 	frace_run(true);
 }
-
 
 int main(void)
 {
