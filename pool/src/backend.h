@@ -55,7 +55,7 @@ struct weft__op {
 	uint8_t stage;	       /* accept: 0 accepting, 1 reading the first bytes */
 	uint8_t bstate;	       /* backend-private (epoll connect: 1 in progress) */
 	uint8_t live;	       /* submitted and not yet completed (io lock) */
-	uint8_t cancel;	       /* cancel requested (io lock) */
+	uint8_t cancel;	       /* cancel requested (io lock); uring: requests sent, 1.. */
 	uint8_t retries;       /* stages retried in a row without progress (-EAGAIN) */
 	uint8_t tried;	       /* the fast path already tried this stage inline (-EAGAIN) */
 	struct msghdr msg;     /* io_uring recvmsg/sendmsg: must live until the CQE */
@@ -137,6 +137,10 @@ extern const struct weft__backend_ops weft__backend_uring; /* absent if WEFT_IO_
 WEFT_INTERNAL void weft__port_stage_done(weft_port *port, struct weft__op *op, int res);
 /* The same, with the port's io lock already held (drain). */
 WEFT_INTERNAL void weft__port_stage_done_locked(weft_port *port, struct weft__op *op, int res);
+/* True when op is still in flight (io lock held), found by address in the in-flight
+ * list, so any pointer may be asked about: one that finished may already be reused,
+ * and only a live op's fields may be read. */
+WEFT_INTERNAL bool weft__port_op_live(weft_port *port, struct weft__op *op);
 /* The port's io lock, for a reaper that drains under it. */
 WEFT_INTERNAL void weft__port_io_lock(weft_port *port);
 WEFT_INTERNAL bool weft__port_io_trylock(weft_port *port);

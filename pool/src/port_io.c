@@ -132,6 +132,14 @@ void weft__port_stage_done(weft_port *p, struct weft__op *op, int res)
 	weft__punlock(&p->iolock);
 }
 
+bool weft__port_op_live(weft_port *p, struct weft__op *op)
+{
+	for (struct weft__op *o = p->ops; o; o = o->next)
+		if (o == op)
+			return true;
+	return false;
+}
+
 void weft__port_io_lock(weft_port *p)
 {
 	weft__plock(&p->iolock);
