@@ -2058,6 +2058,42 @@ static void test_curl_ranges_chunked_preconditions(void **state)
 	unlink(hdrs);
 }
 
+/* A file body leaves corked with its head (TCP_CORK) and the cork is taken off when the
+ * body is in the socket: a forgotten uncork would hold each response's last partial
+ * segment for the kernel's 200 ms, so 30 keep-alive answers (whole file, one range, two
+ * ranges) would take over 6 s; they must take under 3 s, every byte checked. */
+static void test_cork_released(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 100007;   /* above the file cache's limit, not a whole number of segments */
+	unsigned char *d = malloc(n);
+	assert_non_null(d);
+	fill(d, n, 11);
+	write_file(f->root, "mid.bin", d, n);
+	struct client c;
+	cl_open(&c, f->port);
+	uint64_t t0 = weft_test_now_ns();
+	for (int i = 0; i < 10; i++) {
+		struct resp r;
+		assert_int_equal(ask(&c, "GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);
+		assert_int_equal(r.body_len, n);
+		assert_memory_equal(r.body, d, n);
+		resp_free(&r);
+		assert_int_equal(ask(&c, "GET /mid.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=10-109\r\n\r\n", &r), 206);
+		assert_int_equal(r.body_len, 100);
+		assert_memory_equal(r.body, d + 10, 100);
+		resp_free(&r);
+		struct part parts[4];
+		assert_int_equal(ask_multi(&c, "/mid.bin", "bytes=0-9,5000-5099", d, n, "application/octet-stream",
+					   parts, 4), 2);
+	}
+	uint64_t ms = (weft_test_now_ns() - t0) / 1000000u;
+	cl_close(&c);
+	free(d);
+	if (ms >= 3000)
+		fail_msg("30 answers took %llu ms: a cork was left on", (unsigned long long)ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2080,12 +2116,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_chunked_put, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunked_interrupted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_curl_ranges_chunked_preconditions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cork_released, setup, teardown),
 		/* file bodies by pread + weft_conn_send instead of sendfile */
 		cmocka_unit_test_setup_teardown(test_get, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_head_and_range, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelining, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_multirange, setup_copy, teardown),
+		cmocka_unit_test_setup_teardown(test_cork_released, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_fallback, setup_walk, teardown),
 	};
 	/* sendfile(2) cannot say MSG_NOSIGNAL: a peer that resets mid-body raises SIGPIPE,
