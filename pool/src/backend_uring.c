@@ -197,8 +197,9 @@ static void prep(struct io_uring_sqe *sqe, struct weft__op *op)
 	weft_overlapped *ov = weft__ov_of(op);
 	char *buf = op->buf;
 	switch (op->kind) {
-	case WEFT__OP_READ:
-		io_uring_prep_read(sqe, op->fd, buf, op->len, op->dev->seekable ? ov->offset : (uint64_t)-1);
+	case WEFT__OP_READ: /* op->res: bytes the inline try already read (read_nowait) */
+		io_uring_prep_read(sqe, op->fd, buf + op->res, op->len - (uint32_t)op->res,
+				   op->dev->seekable ? ov->offset + (uint64_t)op->res : (uint64_t)-1);
 		break;
 	case WEFT__OP_WRITE:
 		io_uring_prep_write(sqe, op->fd, buf, op->len, op->dev->seekable ? ov->offset : (uint64_t)-1);
@@ -257,6 +258,8 @@ static int sys_res(ssize_t n)
 	return -errno;
 }
 
+static int read_nowait(struct weft__op *op);
+
 /* The non-blocking attempt made before using the ring: when the data is already there
  * (page cache, socket buffer) one plain system call beats a submit plus a CQE. -EAGAIN:
  * it would block, use the ring. */
@@ -267,7 +270,7 @@ static int try_inline(struct weft__op *op)
 	off_t off = op->dev->seekable ? (off_t)ov->offset : -1;
 	switch (op->kind) {
 	case WEFT__OP_READ:
-		return sys_res(preadv2(op->fd, &iv, 1, off, RWF_NOWAIT));
+		return read_nowait(op);
 	case WEFT__OP_WRITE:
 		return sys_res(pwritev2(op->fd, &iv, 1, off, RWF_NOWAIT));
 	case WEFT__OP_ACCEPT:
@@ -301,6 +304,38 @@ static ssize_t rw2(long nr, int fd, void *buf, uint32_t len, off_t off, int flag
 	return syscall(nr, fd, &iv, 1, (unsigned long)off, 0ul, flags);
 }
 
+/* A read with RWF_NOWAIT. The page cache may hold only the start of the range: the
+ * answer is then short without being the end of the file, so a seekable file is asked
+ * again for the rest, and when that would block the bytes so far are parked in op->res
+ * and the ring reads the rest (prep; ur_reap adds them back): a read completes short
+ * only at the end of the file, as on the epoll backend and as a caller expects. */
+static int read_nowait(struct weft__op *op)
+{
+	weft_overlapped *ov = weft__ov_of(op);
+	bool seekable = op->dev->seekable;
+	uint32_t done = 0;
+	op->res = 0;
+	for (;;) {
+		off_t off = seekable ? (off_t)(ov->offset + done) : -1;
+		ssize_t n = rw2(SYS_preadv2, op->fd, (char *)op->buf + done, op->len - done, off, RWF_NOWAIT);
+		if (n > 0) {
+			done += (uint32_t)n;
+			if (done == op->len || !seekable)
+				return (int)done;
+			continue;
+		}
+		if (n == 0)
+			return (int)done; /* end of file */
+		int r = sys_res(n);
+		if (done == 0)
+			return r;
+		if (r != -EAGAIN)
+			return (int)done; /* the bytes read; the error shows on the next read */
+		op->res = (int32_t)done;
+		return -EAGAIN;
+	}
+}
+
 /* The fast path (no io lock): a regular file at an offset, with RWF_NOWAIT: served
  * from the page cache at once, else -EAGAIN and the ring (a real disk read, in
  * io_uring's worker pool). Buffered writes: ext4 and others answer RWF_NOWAIT with
@@ -315,7 +350,7 @@ static int ur_try_fast(struct weft__op *op)
 	struct urdev *d = urdev_of(op->dev);
 	ssize_t n;
 	if (op->kind == WEFT__OP_READ)
-		return sys_res(rw2(SYS_preadv2, op->fd, op->buf, op->len, off, RWF_NOWAIT));
+		return read_nowait(op);
 	/* relaxed: a per-file hint; at worst one more EOPNOTSUPP */
 	if (!weft__load_rlx(&d->no_nowait_write)) {
 		n = rw2(SYS_pwritev2, op->fd, op->buf, op->len, off, RWF_NOWAIT);
@@ -447,6 +482,11 @@ static int ur_reap(void *be, struct weft__op *op, int res)
 	}
 	if (op->kind == WEFT__OP_RECVFROM && res >= 0 && op->addr)
 		*op->fromlen = op->msg.msg_namelen;
+	if (op->kind == WEFT__OP_READ && op->res > 0 && res != -ECANCELED) {
+		/* the inline try's bytes come first; an error after them reports them */
+		res = res >= 0 ? res + op->res : op->res;
+		op->res = 0;
+	}
 	return res;
 }
 

@@ -550,6 +550,7 @@ static struct weft__op *op_init(weft_overlapped *ov, enum weft__op_kind kind, vo
 	op->fromlen = NULL;
 	op->alen = 0;
 	op->file_fd = -1;
+	op->res = 0;
 	return op;
 }
 
