@@ -3,7 +3,8 @@
  * instead of blocking the submitting thread; on io_uring to the ring. Either way each
  * completes exactly once with the right bytes, also when cancelled while queued, when
  * its fd is disassociated or closed through the port, or when the port closes with it
- * in flight, also while other threads keep submitting.
+ * in flight. (Cold reads racing disassociate and close while threads keep submitting:
+ * test_port_io.c, whose racing harness they share.)
  *
  * Whether a read really missed is asked of the kernel (mincore on a mapping of the
  * file, right before the read, with readahead off): a read that touches a page not in
@@ -23,79 +24,17 @@
 #include <weft/pool.h>
 
 #include "atomic.h"
+#include "file_util.h"
 #include "port_util.h"
 
 #define BLK 4096u
-#define PG 4096u
 
 /* Internal (backend_epoll.c): reads and writes the epoll file helpers ran. */
 uint64_t weft__epoll_files_offloaded(void);
 
-static unsigned char pat(uint64_t i)
-{
-	return (unsigned char)(i * 131u + (i >> 12) * 7u + 1u);
-}
-
 static bool on_epoll(weft_port *p)
 {
 	return strcmp(weft_port_backend(p), "epoll") == 0;
-}
-
-/* A file of n bytes of pat() on a disk-backed filesystem (its pages can be dropped),
- * readahead off; -1 when none is usable. */
-static int cold_file(size_t n)
-{
-	static const char *dirs[] = {"/var/tmp", "/tmp", "."};
-	for (size_t k = 0; k < sizeof dirs / sizeof dirs[0]; k++) {
-		char path[128];
-		snprintf(path, sizeof path, "%s/weft-epf-XXXXXX", dirs[k]);
-		int fd = mkstemp(path);
-		if (fd < 0)
-			continue;
-		unlink(path);
-		unsigned char *b = malloc(n);
-		assert_non_null(b);
-		for (size_t i = 0; i < n; i++)
-			b[i] = pat(i);
-		ssize_t w = pwrite(fd, b, n, 0);
-		free(b);
-		if (w != (ssize_t)n) {
-			close(fd);
-			continue;
-		}
-		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
-		return fd;
-	}
-	return -1;
-}
-
-/* Pages of [off, off + len) in the page cache. */
-static uint32_t resident(int fd, uint64_t off, uint32_t len)
-{
-	uint64_t start = off / PG * PG;
-	size_t n = (size_t)(off + len - start);
-	void *m = mmap(NULL, n, PROT_READ, MAP_SHARED, fd, (off_t)start);
-	assert_true(m != MAP_FAILED);
-	unsigned char v[64];
-	size_t pages = (n + PG - 1) / PG;
-	assert_true(pages <= sizeof v);
-	assert_int_equal(mincore(m, n, v), 0);
-	munmap(m, n);
-	uint32_t c = 0;
-	for (size_t i = 0; i < pages; i++)
-		c += v[i] & 1u;
-	return c;
-}
-
-/* Drops the file's clean pages; true when none is left (the cache can be dropped here). */
-static bool drop(int fd, size_t n)
-{
-	fdatasync(fd);
-	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-	for (size_t off = 0; off < n; off += 64 * PG)
-		if (resident(fd, off, (uint32_t)(n - off < 64 * PG ? n - off : 64 * PG)) != 0)
-			return false;
-	return true;
 }
 
 static void check_bytes(const unsigned char *b, uint64_t off, uint32_t len)
@@ -529,197 +468,6 @@ static void test_port_epfile_cold_writes(void **state)
 	weft_port_close(p);
 }
 
-/* ---- submitters racing disassociate and close, with the cache dropped meanwhile ----
- * The fast path's miss takes the locked path still pinned; a disassociate or close in
- * between must cancel it there, and one that finds it on a helper must wait for it. */
-
-#define RS 2	   /* submitting threads */
-#define RPAGES 256 /* the file's reads: one per 8 pages */
-
-struct frace {
-	weft_port *p;
-	int fd;
-	uint32_t ready, finished; /* atomic */
-	uint32_t stop;		  /* atomic: 2 = the getter may leave */
-	uint32_t done[RS];	  /* atomic: completions per submitter */
-	uint64_t iters;
-	/* recorded by the threads, asserted by the main thread */
-	uint64_t submitted[RS], refused[RS], ok[RS], cancelled[RS], completed[RS];
-	uint64_t bad;
-	weft_overlapped ov[RS];
-	unsigned char buf[RS][BLK];
-};
-
-struct fsub {
-	struct frace *r;
-	int i;
-};
-
-static void *fsub_main(void *arg)
-{
-	struct fsub *a = arg;
-	struct frace *r = a->r;
-	weft_port_get(r->p, NULL, NULL, NULL, 0); /* on the port: it outlives a racing close */
-	weft__fadd_rel(&r->ready, 1u);
-	while (weft__load_acq(&r->ready) < RS + 1)
-		sched_yield();
-	uint32_t seen = 0;
-	for (uint64_t k = 0; k < r->iters; k++) {
-		weft_overlapped *o = &r->ov[a->i];
-		memset(o, 0, sizeof *o);
-		o->offset = ((k * RS + (uint64_t)a->i) * 7 % RPAGES) * 8 * PG + 100;
-		int e = weft_port_read(r->p, r->fd, r->buf[a->i], BLK, o);
-		if (e == -EBADF || e == -ESHUTDOWN) {
-			r->refused[a->i]++;
-			if (e == -ESHUTDOWN)
-				break;
-			sched_yield();
-			continue;
-		}
-		if (e != 0) {
-			r->bad++;
-			break;
-		}
-		r->submitted[a->i]++;
-		seen++;
-		/* acquire: pairs with the getter's release; o is ours again after it */
-		while (weft__load_acq(&r->done[a->i]) < seen)
-			sched_yield();
-	}
-	weft__fadd_rel(&r->finished, 1u);
-	return NULL;
-}
-
-static void *fget_main(void *arg)
-{
-	struct frace *r = arg;
-	weft_port_get(r->p, NULL, NULL, NULL, 0);
-	weft__fadd_rel(&r->ready, 1u);
-	for (;;) {
-		uint32_t b;
-		uintptr_t key;
-		weft_overlapped *o;
-		int e = weft_port_get(r->p, &b, &key, &o, 20);
-		if (e == -ESHUTDOWN)
-			break;
-		if (e == -ETIMEDOUT) {
-			if (weft__load_acq(&r->stop) == 2)
-				break;
-			continue;
-		}
-		int i = (int)(o - r->ov);
-		if (e != 0 || i < 0 || i >= RS) {
-			r->bad++;
-			continue;
-		}
-		r->completed[i]++;
-		if (o->status == 0 && b == BLK) {
-			for (uint32_t j = 0; j < BLK; j++)
-				if (r->buf[i][j] != pat(o->offset + j)) {
-					r->bad++;
-					break;
-				}
-			r->ok[i]++;
-		} else if (o->status == -ECANCELED && b == 0) {
-			r->cancelled[i]++;
-		} else {
-			r->bad++;
-		}
-		weft__fadd_rel(&r->done[i], 1u); /* release: hands o back to its submitter */
-	}
-	return NULL;
-}
-
-static void frace_run(bool close_port)
-{
-	struct frace *r = calloc(1, sizeof *r);
-	assert_non_null(r);
-	r->fd = cold_file(RPAGES * 8 * PG);
-	if (r->fd < 0) {
-		free(r);
-		skip();
-		return;
-	}
-	r->p = mkport(4);
-	r->iters = weft_test_iters(1600);
-	assert_int_equal(weft_port_associate(r->p, r->fd, 1), 0);
-	drop(r->fd, RPAGES * 8 * PG);
-	uint64_t before = weft__epoll_files_offloaded();
-	pthread_t g, s[RS];
-	struct fsub sa[RS];
-	assert_int_equal(pthread_create(&g, NULL, fget_main, r), 0);
-	for (int i = 0; i < RS; i++) {
-		sa[i] = (struct fsub){r, i};
-		assert_int_equal(pthread_create(&s[i], NULL, fsub_main, &sa[i]), 0);
-	}
-	uint64_t churns = 0;
-	if (close_port) {
-		struct timespec ts = {0, 2 * 1000 * 1000};
-		for (int k = 0; k < 10; k++) {
-			posix_fadvise(r->fd, 0, 0, POSIX_FADV_DONTNEED); /* misses again */
-			nanosleep(&ts, NULL);
-		}
-		weft_port_close(r->p); /* submitters and getter hold the port (they got on it) */
-	} else {
-		while (weft__load_acq(&r->finished) < RS) {
-			if ((churns & 7) == 0)
-				posix_fadvise(r->fd, 0, 0, POSIX_FADV_DONTNEED); /* misses again */
-			if (weft_port_disassociate(r->p, r->fd) != 0)
-				break;
-			sched_yield(); /* a window in which submissions are refused */
-			if (weft_port_associate(r->p, r->fd, 1) != 0)
-				break;
-			churns++;
-			sched_yield();
-		}
-	}
-	for (int i = 0; i < RS; i++)
-		pthread_join(s[i], NULL);
-	weft__store_rel(&r->stop, 2u);
-	pthread_join(g, NULL);
-	assert_int_equal(r->bad, 0);
-	uint64_t total = 0, ok = 0, cancelled = 0;
-	for (int i = 0; i < RS; i++) {
-		assert_int_equal(r->completed[i], r->submitted[i]);
-		assert_int_equal(r->ok[i] + r->cancelled[i], r->completed[i]);
-		total += r->submitted[i];
-		ok += r->ok[i];
-		cancelled += r->cancelled[i];
-	}
-	assert_true(total > 0);
-	fprintf(stderr,
-		"  %s: %llu reads completed (%llu ok, %llu cancelled), %llu + %llu refused, %llu churns, "
-		"helpers ran %llu\n",
-		close_port ? "close" : "disassociate", (unsigned long long)total, (unsigned long long)ok,
-		(unsigned long long)cancelled, (unsigned long long)r->refused[0],
-		(unsigned long long)r->refused[1], (unsigned long long)churns,
-		(unsigned long long)(weft__epoll_files_offloaded() - before));
-	if (close_port) {
-		close(r->fd);
-	} else {
-		assert_int_equal(weft_port_close_fd(r->p, r->fd), 0);
-		weft_port_close(r->p);
-	}
-	free(r);
-}
-
-/* Disassociate / associate in a loop (dropping the cache now and then) while 2 threads
- * submit reads that often miss: each read is refused (-EBADF) or completes exactly
- * once, with its bytes or -ECANCELED. */
-static void test_port_epfile_cold_reads_vs_disassociate(void **state)
-{
-	(void)state;
-	frace_run(false);
-}
-
-/* The port closes while 2 threads submit reads that miss: each accepted read completes
- * exactly once; later submissions get -ESHUTDOWN. */
-static void test_port_epfile_cold_reads_vs_close(void **state)
-{
-	(void)state;
-	frace_run(true);
-}
-
 int main(void)
 {
 	if (tp_skip_backend())
@@ -731,8 +479,6 @@ int main(void)
 	    cmocka_unit_test(test_port_epfile_disassociate_in_flight),
 	    cmocka_unit_test(test_port_epfile_port_close_in_flight),
 	    cmocka_unit_test(test_port_epfile_cold_writes),
-	    cmocka_unit_test(test_port_epfile_cold_reads_vs_disassociate),
-	    cmocka_unit_test(test_port_epfile_cold_reads_vs_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

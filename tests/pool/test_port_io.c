@@ -18,32 +18,13 @@
 #include <weft/pool.h>
 
 #include "atomic.h"
+#include "file_util.h"
 #include "port_util.h"
 
 #define BLK 4096u
 
-static unsigned char pat(uint64_t i)
-{
-	return (unsigned char)(i * 131u + (i >> 12) * 7u + 1u);
-}
-
-/* A temporary file of n bytes of pat(), in dir; -1 when dir is unusable. */
-static int tmpfile_in(const char *dir, size_t n)
-{
-	char path[128];
-	snprintf(path, sizeof path, "%s/weft-pio-XXXXXX", dir);
-	int fd = mkstemp(path);
-	if (fd < 0)
-		return -1;
-	unlink(path);
-	unsigned char *b = malloc(n);
-	assert_non_null(b);
-	for (size_t i = 0; i < n; i++)
-		b[i] = pat(i);
-	assert_int_equal(pwrite(fd, b, n, 0), (ssize_t)n);
-	free(b);
-	return fd;
-}
+/* Internal (backend_epoll.c): reads and writes the epoll file helpers ran. */
+uint64_t weft__epoll_files_offloaded(void);
 
 /* Writes then reads at offsets through the port (the fast path on a cached file): the
  * data round-trips, each operation completes once, and a cancel of a completed one says
@@ -215,9 +196,14 @@ static void test_port_io_socket_inline_and_queued(void **state)
 	weft_port_close(p);
 }
 
-/* ---- the fast path racing disassociate and close ---- */
+/* ---- the fast path racing disassociate and close ----
+ * Two threads submit (reads of a cached file, sends on a socket, or, in cold mode, reads
+ * that often miss the page cache: the miss takes the locked path still pinned, a helper
+ * on epoll), one thread gets, and the main thread disassociates / associates the fd in a
+ * loop or closes the port. */
 
 #define SUBS 2
+#define RPAGES 256 /* cold mode: the file's reads, one per 8 pages */
 
 struct race {
 	weft_port *p;
@@ -233,6 +219,7 @@ struct race {
 	uint64_t bytes_done;  /* getter: bytes the completed sends report */
 	uint64_t bytes_seen;  /* drain thread: bytes that came out of the peer */
 	int sock, peer;	      /* socket mode: sends on fd (= sock), the peer drained */
+	bool cold;	      /* cold mode: reads spread over a file whose cache is dropped */
 	weft_overlapped ov[SUBS];
 	unsigned char buf[SUBS][BLK];
 };
@@ -258,7 +245,8 @@ static void *race_submitter(void *arg)
 	uint32_t seen = 0;
 	for (uint64_t k = 0; k < r->iters && !weft__load_acq(&r->stop); k++) {
 		weft_overlapped *o = &r->ov[a->i];
-		o->offset = (k % 32) * BLK;
+		memset(o, 0, sizeof *o);
+		o->offset = r->cold ? ((k * SUBS + (uint64_t)a->i) * 7 % RPAGES) * 8 * PG + 100 : (k % 32) * BLK;
 		int e = r->sock ? weft_port_send(r->p, r->fd, r->buf[a->i], BLK, o)
 				: weft_port_read(r->p, r->fd, r->buf[a->i], BLK, o);
 		if (e == -EBADF || e == -ESHUTDOWN) {
@@ -304,8 +292,14 @@ static void *race_getter(void *arg)
 		}
 		r->completed[i]++;
 		r->bytes_done += b;
-		if (o->status == 0 && b == BLK)
+		if (o->status == 0 && b == BLK) {
+			for (uint32_t j = 0; !r->sock && j < BLK; j++)
+				if (r->buf[i][j] != pat(o->offset + j)) {
+					r->bad_status++;
+					break;
+				}
 			r->ok[i]++;
+		}
 		else if (o->status == -ECANCELED && (b == 0 || (r->sock && b < BLK)))
 			r->cancelled[i]++; /* a send cancelled midway reports what went out */
 		else
@@ -328,12 +322,21 @@ static void *race_drain(void *arg)
 	return NULL;
 }
 
-static void race_run(bool close_port, bool sock)
+static void race_run(bool close_port, bool sock, bool cold)
 {
 	struct race *r = calloc(1, sizeof *r);
 	assert_non_null(r);
-	r->p = mkport(4);
 	r->sock = sock;
+	r->cold = cold;
+	if (cold) {
+		r->fd = cold_file(RPAGES * 8 * PG);
+		if (r->fd < 0) {
+			free(r);
+			skip();
+			return;
+		}
+	}
+	r->p = mkport(4);
 	pthread_t drain;
 	if (sock) {
 		int sv[2];
@@ -343,12 +346,15 @@ static void race_run(bool close_port, bool sock)
 		r->fd = sv[0];
 		r->peer = sv[1];
 		assert_int_equal(pthread_create(&drain, NULL, race_drain, r), 0);
-	} else {
+	} else if (!cold) {
 		r->fd = tmpfile_in("/tmp", 32 * BLK);
 	}
 	assert_true(r->fd >= 0);
-	r->iters = weft_test_iters(20000);
+	r->iters = weft_test_iters(cold ? 1600 : 20000);
 	assert_int_equal(weft_port_associate(r->p, r->fd, 1), 0);
+	if (cold)
+		drop(r->fd, RPAGES * 8 * PG);
+	uint64_t offloaded = weft__epoll_files_offloaded();
 	pthread_t g, s[SUBS];
 	struct sub_arg sa[SUBS];
 	assert_int_equal(pthread_create(&g, NULL, race_getter, r), 0);
@@ -357,13 +363,20 @@ static void race_run(bool close_port, bool sock)
 		assert_int_equal(pthread_create(&s[i], NULL, race_submitter, &sa[i]), 0);
 	}
 	if (close_port) {
-		struct timespec ts = {0, 20 * 1000 * 1000};
-		nanosleep(&ts, NULL);
+		/* 20 ms, the cache dropped every 2 ms in cold mode (the reads miss again) */
+		struct timespec ts = {0, 2 * 1000 * 1000};
+		for (int k = 0; k < 10; k++) {
+			if (cold)
+				posix_fadvise(r->fd, 0, 0, POSIX_FADV_DONTNEED);
+			nanosleep(&ts, NULL);
+		}
 		weft_port_close(r->p); /* submitters and getter hold the port (they got on it) */
 	} else {
 		/* the fd leaves and comes back while reads are submitted on it, until the
 		 * submitters are through */
 		while (weft__load_acq(&r->finished) < SUBS) {
+			if (cold && (r->churns & 7) == 0)
+				posix_fadvise(r->fd, 0, 0, POSIX_FADV_DONTNEED); /* misses again */
 			if (weft_port_disassociate(r->p, r->fd) != 0) {
 				r->bad_submit++;
 				break;
@@ -397,13 +410,15 @@ static void race_run(bool close_port, bool sock)
 		close(r->peer);
 		assert_int_equal(r->bytes_seen, r->bytes_done); /* every byte sent once */
 	}
-	fprintf(stderr, "  %s: %llu ops completed (%llu + %llu ok, %llu + %llu cancelled), %llu + %llu refused, %llu churns\n",
-		close_port ? (sock ? "close, sends" : "close, reads") : (sock ? "disassociate, sends" : "disassociate, reads"),
-		(unsigned long long)total,
+	const char *what = sock ? "sends" : cold ? "cold reads" : "reads";
+	fprintf(stderr,
+		"  %s, %s: %llu ops completed (%llu + %llu ok, %llu + %llu cancelled), %llu + %llu refused, "
+		"%llu churns, epoll file helpers ran %llu\n",
+		close_port ? "close" : "disassociate", what, (unsigned long long)total,
 		(unsigned long long)r->ok[0], (unsigned long long)r->ok[1],
 		(unsigned long long)r->cancelled[0], (unsigned long long)r->cancelled[1],
 		(unsigned long long)r->rejected[0], (unsigned long long)r->rejected[1],
-		(unsigned long long)r->churns);
+		(unsigned long long)r->churns, (unsigned long long)(weft__epoll_files_offloaded() - offloaded));
 	if (close_port) {
 		close(r->fd);
 	} else {
@@ -419,7 +434,7 @@ static void race_run(bool close_port, bool sock)
 static void test_port_io_fast_path_vs_disassociate(void **state)
 {
 	(void)state;
-	race_run(false, false);
+	race_run(false, false, false);
 }
 
 /* The same with sends on a socket whose peer is drained (a small send buffer, so some
@@ -430,13 +445,13 @@ static void test_port_io_fast_path_vs_disassociate(void **state)
 static void test_port_io_fast_path_sends_vs_disassociate(void **state)
 {
 	(void)state;
-	race_run(false, true);
+	race_run(false, true, false);
 }
 
 static void test_port_io_fast_path_sends_vs_close(void **state)
 {
 	(void)state;
-	race_run(true, true);
+	race_run(true, true, false);
 }
 
 /* The port closes while 2 threads submit reads: each accepted read completes exactly
@@ -444,7 +459,25 @@ static void test_port_io_fast_path_sends_vs_close(void **state)
 static void test_port_io_fast_path_vs_close(void **state)
 {
 	(void)state;
-	race_run(true, false);
+	race_run(true, false, false);
+}
+
+/* Disassociate / associate in a loop (dropping the cache now and then) while 2 threads
+ * submit reads that often miss: each read is refused (-EBADF) or completes exactly
+ * once, with its bytes or -ECANCELED (the miss takes the locked path still pinned; on
+ * epoll a helper may hold it, and disassociate must wait for it). */
+static void test_port_io_cold_reads_vs_disassociate(void **state)
+{
+	(void)state;
+	race_run(false, false, true);
+}
+
+/* The port closes while 2 threads submit reads that miss: each accepted read completes
+ * exactly once; later submissions get -ESHUTDOWN. */
+static void test_port_io_cold_reads_vs_close(void **state)
+{
+	(void)state;
+	race_run(true, false, true);
 }
 
 int main(void)
@@ -460,6 +493,8 @@ int main(void)
 	    cmocka_unit_test(test_port_io_fast_path_vs_close),
 	    cmocka_unit_test(test_port_io_fast_path_sends_vs_disassociate),
 	    cmocka_unit_test(test_port_io_fast_path_sends_vs_close),
+	    cmocka_unit_test(test_port_io_cold_reads_vs_disassociate),
+	    cmocka_unit_test(test_port_io_cold_reads_vs_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
