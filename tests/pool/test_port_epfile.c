@@ -45,6 +45,18 @@ static void check_bytes(const unsigned char *b, uint64_t off, uint32_t len)
 				 pat(off + j));
 }
 
+/* A port (concurrency 2) with a cold-capable file of n bytes associated under key; skips
+ * the test where no such file can be made. */
+static weft_port *cold_port(size_t n, uintptr_t key, int *fd)
+{
+	*fd = cold_file(n);
+	if (*fd < 0)
+		skip(); /* does not return */
+	weft_port *p = mkport(2);
+	assert_int_equal(weft_port_associate(p, *fd, key), 0);
+	return p;
+}
+
 /* One read at a time, each over two pages checked cold right before it: each completes
  * once with the whole length, byte-exact; on epoll every read that touched an uncached
  * page went to a helper (none was served by the submitting thread). */
@@ -52,14 +64,8 @@ static void test_port_epfile_cold_reads_via_helpers(void **state)
 {
 	(void)state;
 	enum { N = 24, STRIDE = 8 * PG };
-	weft_port *p = mkport(2);
-	int fd = cold_file(N * STRIDE);
-	if (fd < 0) {
-		weft_port_close(p);
-		skip();
-		return;
-	}
-	assert_int_equal(weft_port_associate(p, fd, 4), 0);
+	int fd;
+	weft_port *p = cold_port(N * STRIDE, 4, &fd);
 	bool dropped = drop(fd, N * STRIDE);
 	static unsigned char r[BLK];
 	uint32_t cold = 0;
@@ -108,14 +114,8 @@ static void test_port_epfile_read_half_cached(void **state)
 {
 	(void)state;
 	enum { PAGES = 64 };
-	weft_port *p = mkport(2);
-	int fd = cold_file(PAGES * PG);
-	if (fd < 0) {
-		weft_port_close(p);
-		skip();
-		return;
-	}
-	assert_int_equal(weft_port_associate(p, fd, 6), 0);
+	int fd;
+	weft_port *p = cold_port(PAGES * PG, 6, &fd);
 	static unsigned char r[BLK];
 	int built = 0, shorts = 0;
 	for (uint32_t base = 8; base + 16 < PAGES; base += 16) {
@@ -219,17 +219,12 @@ static void *csweep_main(void *arg)
 static void test_port_epfile_cold_reads_racing_cancels(void **state)
 {
 	(void)state;
+	int fd;
+	weft_port *p = cold_port(CT * CN * CSTRIDE, 8, &fd);
 	struct crace *c = calloc(1, sizeof *c);
 	assert_non_null(c);
-	c->p = mkport(2);
-	c->fd = cold_file(CT * CN * CSTRIDE);
-	if (c->fd < 0) {
-		weft_port_close(c->p);
-		free(c);
-		skip();
-		return;
-	}
-	assert_int_equal(weft_port_associate(c->p, c->fd, 8), 0);
+	c->p = p;
+	c->fd = fd;
 	uint32_t rounds = (uint32_t)weft_test_iters(24);
 	if (rounds < 2)
 		rounds = 2;
@@ -420,14 +415,8 @@ static void test_port_epfile_cold_writes(void **state)
 {
 	(void)state;
 	enum { N = 16, STRIDE = 4 * PG };
-	weft_port *p = mkport(2);
-	int fd = cold_file(N * STRIDE);
-	if (fd < 0) {
-		weft_port_close(p);
-		skip();
-		return;
-	}
-	assert_int_equal(weft_port_associate(p, fd, 2), 0);
+	int fd;
+	weft_port *p = cold_port(N * STRIDE, 2, &fd);
 	drop(fd, N * STRIDE);
 	static unsigned char w[N][BLK];
 	weft_overlapped ov[N];
