@@ -893,17 +893,24 @@ static void wait_baseline(struct fixture *f, int fds)
 	}
 }
 
+/* Warms the server (one GET: its thread caches, buffers), waits until no connection is
+ * left, and returns the descriptor count the test must come back to. */
+static int warm_baseline(struct fixture *f)
+{
+	struct resp r;
+	assert_int_equal(one(f, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);
+	resp_free(&r);
+	wait_baseline(f, -1);
+	usleep(100000);
+	return count_fds();
+}
+
 static void test_interrupted(void **state)
 {
 	struct fixture *f = *state;
 	char sub[128];
 	snprintf(sub, sizeof sub, "%s/sub", f->root);
-	struct resp r;
-	assert_int_equal(one(f, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);   /* warm */
-	resp_free(&r);
-	wait_baseline(f, -1);
-	usleep(100000);
-	int fds = count_fds();
+	int fds = warm_baseline(f);
 	/* the client closes mid-body: no file, no temporary left */
 	size_t n = 300000;
 	unsigned char *p = malloc(n);
@@ -1776,11 +1783,7 @@ static void test_chunked_interrupted(void **state)
 	char sub[128];
 	snprintf(sub, sizeof sub, "%s/sub", f->root);
 	struct resp r;
-	assert_int_equal(one(f, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 200);   /* warm */
-	resp_free(&r);
-	wait_baseline(f, -1);
-	usleep(100000);
-	int fds = count_fds();
+	int fds = warm_baseline(f);
 	struct weft__http_stats hs0;
 	weft__http_server_get_stats(f->h, &hs0);
 	size_t n = 300000;
