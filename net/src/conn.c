@@ -24,6 +24,15 @@
 static __thread struct weft_conn *tls_cb_conn;
 static __thread size_t tls_inline_done;
 
+/* Counts n > 0 bytes an inline send or sendfile took: on_write_done reports them after
+ * the callback (report_inline). last_active is left to the completion whose callback
+ * runs this. */
+static void inline_took(weft_server *s, ssize_t n)
+{
+	tls_inline_done += (size_t)n;
+	count(&s->bytes_out, n);
+}
+
 /* Reports to on_write_done what inline sends took during the callback that just
  * returned, and again for what those reports sent in turn. */
 static void report_inline(struct weft_conn *c)
@@ -249,9 +258,7 @@ int weft_conn_send(weft_conn *c, const void *data, size_t len)
 		/* See tls_cb_conn: nothing is queued, so these bytes go first. */
 		ssize_t n = send(c->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n > 0) {
-			tls_inline_done += (size_t)n;
-			count(&s->bytes_out, n);
-			/* last_active: set by the completion whose callback runs this */
+			inline_took(s, n);
 			if ((size_t)n == len) {
 				weft_cs_leave(&c->lock);
 				return 0;
@@ -333,9 +340,7 @@ int weft_conn_sendfile(weft_conn *c, int file_fd, uint64_t offset, uint32_t len)
 		off_t off = (off_t)offset;
 		ssize_t n = sendfile(c->fd, file_fd, &off, len);
 		if (n > 0) {
-			tls_inline_done += (size_t)n;
-			count(&s->bytes_out, n);
-			/* last_active: set by the completion whose callback runs this */
+			inline_took(s, n);
 			if ((size_t)n == len) {
 				weft_cs_leave(&c->lock);
 				return 0;
