@@ -12,7 +12,11 @@
  * and still valid if the caller moves the buffer (they are offsets, not pointers).
  *
  * Pipelining: once a head is complete, head_len says how many bytes it took; the body
- * (content_length bytes, if any) follows, and the next request starts after it. */
+ * (content_length bytes, if any) follows, and the next request starts after it.
+ *
+ * The one header for four sources: http_parse.c (request head, path decoding),
+ * http_range.c (range resolution), http_chunked.c (chunked bodies) and http_response.c
+ * (response and part heads, dates, ETag matching). */
 #ifndef WEFT_NET_HTTP_PARSE_H
 #define WEFT_NET_HTTP_PARSE_H
 
