@@ -1,5 +1,6 @@
-/* pool.c - the thread pool: its queue, workers on the completion port, the manager
- * thread (timers, thread injection, starvation reports), retirement and destroy.
+/* pool.c - the thread pool: its queue, workers on the completion port, retirement,
+ * create and destroy. The manager thread (timers, thread injection, starvation reports,
+ * the stats scan) is pool_manager.c.
  *
  * The queue. Submits (items and object calls) go into a bounded lock-free ring (one CAS
  * on the tail per push, one CAS on the head per pop), not into the port: the port's lock
@@ -52,9 +53,7 @@
 #include "futex.h"
 #include "pool_internal.h"
 
-#define WEFT__TP_CHECK_NS (10ull * 1000000ull)
 #define WEFT__TP_DEFAULT_IDLE_MS 10000u
-#define WEFT__TP_STALL_NS (1000ull * 1000000ull)
 #define WEFT__TP_SPIN_BASE_NS 20000ull
 #define WEFT__TP_SPIN_MAX_NS 2000000ull
 #define WEFT__TP_POLL_NS 64000ull
@@ -171,7 +170,7 @@ static bool ring_nonempty(weft_pool *p)
 
 /* Wakes one parked worker if nobody searches: reserves the searching slot for it and
  * posts a WAKE packet; the port releases a waiter as its concurrency allows. */
-static void try_wake(weft_pool *p)
+void weft__tp_try_wake(weft_pool *p)
 {
 	uint32_t v = sc_load(&p->idle);
 	while ((v & 0xffffu) == 0 && (v >> 16) != 0) {
@@ -190,7 +189,7 @@ static inline void wake_after_push(weft_pool *p)
 {
 	uint32_t v = sc_load(&p->idle);
 	if (__builtin_expect((v & 0xffffu) == 0 && (v >> 16) != 0, 0))
-		try_wake(p);
+		weft__tp_try_wake(p);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -213,7 +212,7 @@ static void tp_block_begin(void *ctx)
 		/* The port just paused us (the inner hook): as it would hand a queued packet to
 		 * a waiter, hand the ring to a parked worker. */
 		if (ring_nonempty(p))
-			try_wake(p);
+			weft__tp_try_wake(p);
 		/* Rate limit: one kick until the manager has looked. A futex wake never blocks. */
 		if (weft__xchg_acqrel(&p->mgr_kicked, 1u) == 0)
 			weft__tp_kick(p);
@@ -246,7 +245,6 @@ static inline void chain_hook(struct weft__tp_worker *w)
  * may run long
  * ------------------------------------------------------------------------------------- */
 
-static bool spawn_locked(weft_pool *p);
 
 static uint32_t count_idle_locked(weft_pool *p)
 {
@@ -256,7 +254,7 @@ static uint32_t count_idle_locked(weft_pool *p)
 	return idle;
 }
 
-static void log_starvation(weft_pool *p, const char *why)
+void weft__tp_log_starvation(weft_pool *p, const char *why)
 {
 	if (getenv("WEFT_POOL_LOG"))
 		fprintf(stderr, "weft: pool %s: starving (%s): work queued and nothing can run; threads %u, max_threads %u\n",
@@ -284,10 +282,10 @@ bool weft_callback_may_run_long(void)
 	bool ok = true;
 	pthread_mutex_lock(&p->lock);
 	if (count_idle_locked(p) == 0) {
-		if (!spawn_locked(p)) {
+		if (!weft__tp_spawn_locked(p)) {
 			ok = false;
 			weft__fadd_rlx(&p->starvations, 1u); /* relaxed: a statistic */
-			log_starvation(p, "may-run-long");
+			weft__tp_log_starvation(p, "may-run-long");
 		} else {
 			weft__fadd_rlx(&p->injected, 1u);
 		}
@@ -416,7 +414,7 @@ static void search_end(weft_pool *p, bool *searching)
 	*searching = false;
 	sc_fadd(&p->idle, (uint32_t)-WEFT__TP_SEARCH);
 	if (ring_nonempty(p))
-		try_wake(p);
+		weft__tp_try_wake(p);
 }
 
 /* Runs what the ring holds until it is empty. idle_since: when this worker went idle (0
@@ -588,7 +586,7 @@ out:
 }
 
 /* Creates one worker; pool lock held. false at max_threads, when final, or on failure. */
-static bool spawn_locked(weft_pool *p)
+bool weft__tp_spawn_locked(weft_pool *p)
 {
 	if (p->threads >= p->max_threads || (weft__load_acq(&p->submitted) & 2u))
 		return false;
@@ -611,167 +609,6 @@ static bool spawn_locked(weft_pool *p)
 	p->workers = w;
 	weft__store_rlx(&p->threads, p->threads + 1);
 	return true;
-}
-
-/* ---------------------------------------------------------------------------------------
- * The manager
- * ------------------------------------------------------------------------------------- */
-
-/* Calls counted so far: ring pushes and port packets. */
-static uint64_t submitted_count(weft_pool *p)
-{
-	return (weft__load_acq(&p->rtail) & ~WEFT__TP_RING_CLOSED) + (weft__load_acq(&p->submitted) >> 2);
-}
-
-struct scan {
-	uint32_t idle, busy, blocked;
-	uint64_t taken, completed;
-};
-
-static void scan_locked(weft_pool *p, struct scan *s)
-{
-	memset(s, 0, sizeof *s);
-	s->taken = p->retired_taken;
-	s->completed = p->retired_completed;
-	for (struct weft__tp_worker *x = p->workers; x; x = x->next) {
-		uint32_t st = weft__load_rlx(&x->state);
-		s->idle += st == WEFT__TP_IDLE;
-		s->busy += st == WEFT__TP_BUSY;
-		s->blocked += st == WEFT__TP_BLOCKED || st == WEFT__TP_LONG;
-		s->taken += weft__load_rlx(&x->taken);
-		/* acquire: pairs with the release store in dispatch. */
-		s->completed += weft__load_acq(&x->completed);
-	}
-}
-
-/* Work queued, no idle worker, fewer than concurrency running: inject one thread, or at
- * max_threads with nothing running count a starvation episode. Pool lock held. Returns
- * true if a thread was injected. */
-static bool inject_locked(weft_pool *p, const struct scan *s, uint64_t queued)
-{
-	if (!(queued > 0 && s->idle == 0 && s->busy < p->concurrency)) {
-		p->starving = false;
-		return false;
-	}
-	if (spawn_locked(p)) {
-		weft__fadd_rlx(&p->injected, 1u);
-		p->starving = false;
-		return true;
-	}
-	if (s->busy == 0 && !(weft__load_acq(&p->submitted) & 2u) && !p->starving) {
-		p->starving = true;
-		weft__fadd_rlx(&p->starvations, 1u);
-		log_starvation(p, "blocked workers");
-	}
-	return false;
-}
-
-/* No progress: work queued, nobody idle, and not one callback finished for a while.
- * This covers callbacks that block where weft cannot see it (a plain read, sleep, a
- * pthread mutex): the port still counts them as running, so no thread can help; the pool
- * can only say so. One count per episode, none while a blocked episode runs. Pool lock
- * held. */
-static void watch_progress_locked(weft_pool *p, const struct scan *s, uint64_t queued, uint64_t now)
-{
-	if (queued > 0 && s->idle == 0 && s->completed == p->last_completed) {
-		if (p->stall_ns == 0)
-			p->stall_ns = now;
-		if (!p->stalled && now - p->stall_ns >= WEFT__TP_STALL_NS) {
-			p->stalled = true;
-			if (!p->starving) {
-				weft__fadd_rlx(&p->starvations, 1u);
-				log_starvation(p, "no callback finished for a second");
-			}
-		}
-	} else {
-		p->last_completed = s->completed;
-		p->stall_ns = 0;
-		p->stalled = false;
-	}
-}
-
-/* When to look again: soon while work is queued; every 100 ms while any worker is busy
- * (work may pile up behind it) or the pool was idle only briefly; after a second of
- * idleness not at all - the next submit wakes us (mgr_asleep). Pool lock held. */
-static uint64_t next_look_locked(weft_pool *p, const struct scan *s, uint64_t queued, uint64_t now)
-{
-	if (queued > 0 || s->idle < p->threads || s->blocked > 0)
-		p->idle_looks = 0;
-	else
-		p->idle_looks++;
-	if (queued > 0)
-		return now + WEFT__TP_CHECK_NS;
-	if (p->idle_looks < 10)
-		return now + 10 * WEFT__TP_CHECK_NS;
-	weft__store_rlx(&p->mgr_asleep, 1u); /* relaxed: a missed wake-up only delays a report */
-	return UINT64_MAX;
-}
-
-/* Injection, starvation, retired threads; returns when to look again (UINT64_MAX: when
- * kicked). */
-static uint64_t manager_check(weft_pool *p, uint64_t now)
-{
-	struct scan s;
-	pthread_mutex_lock(&p->lock);
-	scan_locked(p, &s);
-	uint64_t sub = submitted_count(p);
-	uint64_t queued = sub > s.taken ? sub - s.taken : 0;
-	bool injected = inject_locked(p, &s, queued);
-	/* Safety net: work queued and a worker idle at the same look. The wake protocol
-	 * should never leave it so (a WAKE post that failed for memory could); a wake with
-	 * the searching slot taken does nothing. */
-	bool nudge = queued > 0 && s.idle > 0;
-	watch_progress_locked(p, &s, queued, now);
-	uint64_t next = next_look_locked(p, &s, queued, now);
-	if (injected)
-		next = now + 1000000ull; /* look again soon: one thread at a time */
-	/* Join the retired workers. They left the list and only return from their thread
-	 * function now, so the join is short. */
-	struct weft__tp_worker *z = p->zombies;
-	p->zombies = NULL;
-	pthread_mutex_unlock(&p->lock);
-	if (nudge && !(weft__load_acq(&p->submitted) & 2u))
-		try_wake(p);
-	while (z) {
-		struct weft__tp_worker *n = z->next;
-		pthread_join(z->thread, NULL);
-		free(z);
-		z = n;
-	}
-	return next;
-}
-
-static void *manager_main(void *v)
-{
-	weft_pool *p = v;
-	char name[32];
-	snprintf(name, sizeof name, "%s-mgr", p->name);
-	name[15] = 0;
-	pthread_setname_np(pthread_self(), name);
-	for (;;) {
-		/* acquire: pairs with the release add in weft__tp_kick. */
-		uint32_t seq = weft__load_acq(&p->mgr_seq);
-		if (weft__load_acq(&p->mgr_stop))
-			break;
-		weft__store_rel(&p->mgr_kicked, 0u);
-		weft__store_rlx(&p->mgr_asleep, 0u);
-		uint64_t now = weft__tp_now_ns();
-		bool fire = !(weft__load_acq(&p->submitted) & 3u);
-		if (!fire)
-			weft__store_rel(&p->timers_off, 1u); /* pairs with destroy's acquire */
-		uint64_t next = weft__tp_timers_run(p, now, fire);
-		uint64_t chk = manager_check(p, now);
-		if (chk < next)
-			next = chk;
-		struct timespec ts, *dl = NULL;
-		if (next != UINT64_MAX) {
-			ts.tv_sec = (time_t)(next / 1000000000ull);
-			ts.tv_nsec = (long)(next % 1000000000ull);
-			dl = &ts;
-		}
-		weft__futex_wait(&p->mgr_seq, seq, dl);
-	}
-	return NULL;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -819,12 +656,12 @@ weft_pool *weft_pool_create(const weft_pool_config *cfg)
 	p->port = weft_port_create(c.concurrency);
 	if (!p->port)
 		goto fail;
-	if (pthread_create(&p->mgr, NULL, manager_main, p) != 0)
+	if (pthread_create(&p->mgr, NULL, weft__tp_manager_main, p) != 0)
 		goto fail_port;
 	pthread_mutex_lock(&p->lock);
 	bool ok = true;
 	while (ok && p->threads < p->min_threads)
-		ok = spawn_locked(p);
+		ok = weft__tp_spawn_locked(p);
 	pthread_mutex_unlock(&p->lock);
 	if (!ok) {
 		weft_pool_destroy(p);
@@ -890,9 +727,9 @@ kicks:;
 
 static uint64_t completed_sum(weft_pool *p)
 {
-	struct scan s;
+	struct weft__tp_scan s;
 	pthread_mutex_lock(&p->lock);
-	scan_locked(p, &s);
+	weft__tp_scan_locked(p, &s);
 	pthread_mutex_unlock(&p->lock);
 	return s.completed;
 }
@@ -961,7 +798,7 @@ int weft_pool_set_min_threads(weft_pool *p, uint32_t n)
 	if (p->max_threads < n)
 		p->max_threads = n;
 	while (p->threads < n)
-		if (!spawn_locked(p)) {
+		if (!weft__tp_spawn_locked(p)) {
 			r = -ENOMEM;
 			break;
 		}
@@ -985,27 +822,4 @@ void weft_pool_set_idle_timeout(weft_pool *p, uint32_t ms)
 {
 	if (p)
 		weft__store_rlx(&p->idle_timeout_ms, ms);
-}
-
-void weft_pool_get_stats(weft_pool *p, weft_pool_stats *out)
-{
-	struct scan s;
-	memset(out, 0, sizeof *out);
-	if (!p)
-		return;
-	pthread_mutex_lock(&p->lock);
-	scan_locked(p, &s);
-	out->threads = p->threads;
-	out->max_threads = p->max_threads;
-	out->min_threads = p->min_threads;
-	pthread_mutex_unlock(&p->lock);
-	uint64_t sub = submitted_count(p);
-	out->idle = s.idle;
-	out->blocked = s.blocked;
-	out->concurrency = p->concurrency;
-	out->queued = sub > s.taken ? sub - s.taken : 0;
-	out->completed = s.completed;
-	out->starvations = weft__load_rlx(&p->starvations);
-	out->injected = weft__load_rlx(&p->injected);
-	out->retired = weft__load_rlx(&p->retired);
 }

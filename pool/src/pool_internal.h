@@ -261,6 +261,26 @@ struct weft_pool_timer {
 };
 /* Fires every due timer; returns the next wake-up (latest_ns of the heap top), or
  * UINT64_MAX. Manager only. */
+/* pool.c, for the manager: */
+/* Wakes one parked worker if nobody searches (a WAKE packet). */
+WEFT_INTERNAL void weft__tp_try_wake(weft_pool *p);
+/* Creates one worker; pool lock held. false at max_threads, when final, or on failure. */
+WEFT_INTERNAL bool weft__tp_spawn_locked(weft_pool *p);
+/* One line on stderr when WEFT_POOL_LOG is set. */
+WEFT_INTERNAL void weft__tp_log_starvation(weft_pool *p, const char *why);
+
+/* pool_manager.c: */
+/* What the workers are doing, summed under the pool lock. */
+struct weft__tp_scan {
+	uint32_t idle, busy, blocked;
+	uint64_t taken, completed;
+};
+/* Calls counted so far: ring pushes and port packets. */
+WEFT_INTERNAL uint64_t weft__tp_submitted_count(weft_pool *p);
+WEFT_INTERNAL void weft__tp_scan_locked(weft_pool *p, struct weft__tp_scan *s);
+/* The manager thread's body (started by weft_pool_create). */
+WEFT_INTERNAL void *weft__tp_manager_main(void *v);
+
 WEFT_INTERNAL uint64_t weft__tp_timers_run(weft_pool *p, uint64_t now, bool fire);
 WEFT_INTERNAL void weft__tp_timers_fini(weft_pool *p);
 
