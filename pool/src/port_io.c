@@ -368,6 +368,22 @@ static void fast_drain(weft_port *p, struct weft__device *dev)
 	weft__fand_acqrel(&dev->fast, ~FAST_WAIT); /* a later drain starts clean */
 }
 
+/* The state every submission starts from, on either path: op's first stage on dev, not
+ * cancelled, nothing done, and the overlapped in progress. (op->res, the bytes a
+ * backend parked, is set by op_init and kept across a fast try that falls back.) */
+static inline void op_start(struct weft__op *op, struct weft__device *dev, int fd, weft_overlapped *ov)
+{
+	op->dev = dev;
+	op->fd = fd;
+	op->cancel = 0;
+	op->stage = 0;
+	op->bstate = 0;
+	op->done = 0;
+	op->retries = 0;
+	ov->status = -EINPROGRESS;
+	ov->bytes = 0;
+}
+
 /* Io lock not held. Returns 0 when the op completed (packet queued), 1 when it must be
  * submitted on the locked path (*pinned: dev still pinned, op->tried set), or a
  * negative errno (nothing submitted). */
@@ -388,16 +404,8 @@ static int op_submit_fast(weft_port *p, struct weft__device *dev, weft_overlappe
 		fast_unpin(dev);
 		return r;
 	}
-	op->dev = dev;
-	op->fd = dev->fd;
-	op->cancel = 0;
-	op->stage = 0;
-	op->bstate = 0;
-	op->done = 0;
-	op->retries = 0;
+	op_start(op, dev, dev->fd, ov);
 	op->tried = 0;
-	ov->status = -EINPROGRESS;
-	ov->bytes = 0;
 	int res = p->be->try_fast(op);
 	if (res == -EAGAIN) {
 		op->tried = 1;
@@ -501,14 +509,8 @@ static int op_submit(weft_port *p, int fd, weft_overlapped *ov, struct weft__op 
 			return r;
 		}
 	}
-	op->dev = dev;
-	op->fd = fd;
+	op_start(op, dev, fd, ov);
 	op->live = 1;
-	op->cancel = 0;
-	op->stage = 0;
-	op->bstate = 0;
-	op->done = 0;
-	op->retries = 0;
 	op->prev = NULL;
 	op->next = p->ops;
 	if (p->ops)
@@ -516,8 +518,6 @@ static int op_submit(weft_port *p, int fd, weft_overlapped *ov, struct weft__op 
 	p->ops = op;
 	dev->nops++;
 	p->inflight++;
-	ov->status = -EINPROGRESS;
-	ov->bytes = 0;
 	int res;
 	if (pinned) {
 		/* linked: disassociate and close now see it in nops and the in-flight list */
