@@ -41,6 +41,7 @@ struct weft__device;
 struct weft__op {
 	struct weft__op *next, *prev; /* the port's in-flight list (io lock) */
 	struct weft__op *qnext;	      /* a backend's own queue (epoll: per-fd FIFO) */
+	struct weft__op *bnext;	      /* a backend's second queue (uring: the SQ backlog) */
 	struct weft__device *dev;
 	void *buf;
 	int *accepted;	       /* accept: where the new socket goes */
@@ -123,6 +124,10 @@ struct weft__backend_ops {
 	 * waiting thread while it spins, so a completion that lands meanwhile goes to it
 	 * without waiting for the reaper to be scheduled. */
 	void (*poll)(void *be);
+	/* Optional: op is done for good (its last stage reported, or taken back by
+	 * cancel), io lock held, right before its packet is queued: a backend that runs one
+	 * operation per side of an fd at a time starts the next here. Must not report. */
+	void (*finish)(void *be, struct weft__op *op);
 	/* The reaper loop: waits for finished stages and reports them, until stopped. */
 	void (*wait)(void *be);
 	/* Stops wait (the port is closing, nothing is in flight); under the io lock. */

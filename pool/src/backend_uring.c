@@ -15,18 +15,26 @@
  *     a flag, and an eventfd kick if the reaper sleeps), which submits it. So every
  *     request in the ring belongs to the reaper, and its task_work (how io_uring
  *     completes a poll-armed recv, send, accept...) runs on the reaper. The ring is set
- *     up with COOP_TASKRUN | TASKRUN_FLAG: no IPI; the reaper, spinning or woken from
- *     its eventfd sleep, sees IORING_SQ_TASKRUN and runs it (io_uring_get_events), with
- *     the eventfd muted since it drains right after. Before, the task_work ran on
+ *     up with DEFER_TASKRUN | SINGLE_ISSUER | TASKRUN_FLAG, the reaper as its one issuer
+ *     (kernel 6.1+; it enables the ring, created disabled, from its own thread): the
+ *     task_work waits in the ring's list, the kernel flags IORING_SQ_TASKRUN and signals
+ *     the eventfd, and the reaper, spinning or woken, runs it (io_uring_get_events),
+ *     with the eventfd muted since it drains right after. Measured against the
+ *     COOP_TASKRUN ring it replaces (task_work queued on the task, no IPI): TCP round
+ *     trip medians 18.7 -> 15.2, 14.5 -> 13.9 and 17.1 -> 16.8 us in three interleaved
+ *     sets, HTTP small file even (docs/port.md). Nobody else may enter the ring now: a stage (or a cancel) that
+ *     finds the SQ full waits in a backlog that the reaper prepares once it has made
+ *     room, and CQ overflow is flushed by the reaper. Older kernels get the COOP_TASKRUN
+ *     ring (5.19+), where a caller may still submit a full SQ itself, else a plain ring
+ *     every caller submits to. Before the reaper submitted, the task_work ran on
  *     whichever user thread had submitted, interrupted by an IPI (spinning in
  *     weft_port_get, typically), and its CQE woke the reaper through the eventfd: on a
- *     quiet 2-vCPU VM a TCP round trip took ~30 us against epoll's ~14. COOP_TASKRUN
- *     with user threads as submitters would leave a completion waiting until its
- *     submitter enters the kernel; with the reaper as the only submitter that question
- *     does not arise. (A full SQ is submitted by the caller, which then owns those
- *     requests: rare, 256 SQEs pending.) A thread's exit no longer cancels ring requests
- *     either (they are the reaper's); the re-arm below stays for a ring set up without
- *     COOP_TASKRUN (older kernels), where callers submit as before.
+ *     quiet 2-vCPU VM a TCP round trip took ~30 us against epoll's ~14. A thread's exit
+ *     no longer cancels ring requests either (they are the reaper's); the re-arm below
+ *     stays for the plain ring.
+ *     Streams run one operation per side at a time (urdev): two receives in the ring
+ *     at once complete in the order their polls wake, which is not the order they were
+ *     posted; the next one starts when the previous one finishes (ur_finish).
  *  3. Spinning waiters. A thread spinning in weft_port_get before it sleeps polls the CQ
  *     (try-lock, drain), so a completion that lands meanwhile goes to a waiter without
  *     a reaper hop. Every caller of arm drains right after it, and arm mutes the
@@ -84,15 +92,42 @@
 /* How often a cancel is asked for, at most, while the op stays in flight. */
 #define CANCEL_TRIES 200u
 
+/* op->bstate: the side of its fd it is counted on (urdev rd / wr), and whether it waits
+ * in the device's FIFO, or in the backlog for an SQE or for its cancel's SQE. */
+#define BS_SIDE 3u   /* 1 read side, 2 write side (files, accepts: counted) */
+#define BS_QUEUED 4u /* in the backlog: its stage is prepared once the SQ has room */
+#define BS_CANCEL 8u /* in the backlog: its cancel is */
+#define BS_FIFO 16u  /* in its device's FIFO, behind the side's current operation */
+
 struct ur {
 	weft_port *port;
 	struct io_uring ring;
 	int efd;	     /* the ring's eventfd: the reaper sleeps on it (-1: on the ring) */
 	uint32_t stop;	     /* atomic: set by wake */
-	uint32_t by_reaper;  /* SQEs are submitted by the reaper (COOP_TASKRUN ring) */
+	uint32_t by_reaper;  /* SQEs are submitted by the reaper */
+	uint32_t single;     /* DEFER_TASKRUN ring: only the reaper may enter the kernel */
 	uint32_t sq_pending; /* atomic: SQEs prepared, waiting for the reaper's submit */
 	uint32_t asleep;     /* io lock: the reaper sleeps (or is about to) on the eventfd */
+	/* io lock: stages and cancels waiting for room in a full SQ (linked by qnext), which
+	 * only the reaper may submit on a single-issuer ring */
+	struct weft__op *bl_head, *bl_tail;
 };
+
+/* The reaper's thread: the one that may submit on a single-issuer ring. */
+static _Thread_local const struct ur *t_reaper;
+
+/* Tests: SQ entries of the next rings (0: 256), set before the port starts its I/O; and
+ * since the process started, single-issuer rings made and stages or cancels that had to
+ * wait in a backlog. */
+WEFT_INTERNAL uint32_t weft__uring_test_sq;
+uint32_t weft__uring_test_sq;
+static uint64_t n_single, n_backlogged; /* atomic */
+WEFT_INTERNAL void weft__uring_counts(uint64_t *single, uint64_t *backlogged);
+void weft__uring_counts(uint64_t *single, uint64_t *backlogged)
+{
+	*single = weft__load_rlx(&n_single); /* relaxed: statistics */
+	*backlogged = weft__load_rlx(&n_backlogged);
+}
 
 static void kick(struct ur *u)
 {
@@ -113,32 +148,57 @@ static void hand_to_reaper(struct ur *u)
 	}
 }
 
+/* The ring, best mode first (see the top of the file): DEFER_TASKRUN with the reaper as
+ * its single issuer (kernel 6.1+; enabled by the reaper itself, ur_wait), else
+ * COOP_TASKRUN with the reaper submitting (5.19+), else a plain ring every caller
+ * submits to. The first two need the eventfd the reaper sleeps on. */
+static int ring_init(struct ur *u, bool port)
+{
+	struct io_uring_params pr = {0};
+	unsigned sq = weft__uring_test_sq ? weft__uring_test_sq : 256;
+	int r = -EINVAL;
+	if (port && u->efd >= 0) {
+		pr.flags = IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+			   IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE;
+		pr.cq_entries = 4096; /* completions the kernel holds before its overflow list */
+		r = io_uring_queue_init_params(sq, &u->ring, &pr);
+		u->single = r == 0;
+		if (r < 0)
+			r = io_uring_queue_init(sq, &u->ring,
+						IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+		u->by_reaper = r == 0;
+		if (r == 0 && io_uring_register_eventfd(&u->ring, u->efd) < 0) {
+			io_uring_queue_exit(&u->ring);
+			u->by_reaper = u->single = 0;
+			r = -EINVAL;
+		}
+	}
+	if (r < 0) {
+		r = io_uring_queue_init(port ? sq : 2, &u->ring, 0);
+		if (r == 0 && u->efd >= 0 && io_uring_register_eventfd(&u->ring, u->efd) < 0) {
+			close(u->efd); /* the reaper sleeps in the ring then */
+			u->efd = -1;
+		}
+	}
+	if (u->single)
+		weft__fadd_rlx(&n_single, 1u);
+	return r;
+}
+
 static int ur_init(weft_port *port, void **be)
 {
 	struct ur *u = calloc(1, sizeof *u);
 	if (!u)
 		return -ENOMEM;
 	u->port = port;
-	int r = -EINVAL;
-	if (port)
-		r = io_uring_queue_init(256, &u->ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
-	u->by_reaper = r == 0;
-	if (r < 0)
-		r = io_uring_queue_init(port ? 256 : 2, &u->ring, 0);
+	u->efd = port ? eventfd(0, EFD_CLOEXEC) : -1;
+	int r = ring_init(u, port != NULL);
 	if (r < 0) {
+		if (u->efd >= 0)
+			close(u->efd);
 		free(u);
 		return r;
 	}
-	u->efd = -1;
-	if (port) {
-		u->efd = eventfd(0, EFD_CLOEXEC);
-		if (u->efd >= 0 && io_uring_register_eventfd(&u->ring, u->efd) < 0) {
-			close(u->efd);
-			u->efd = -1;
-		}
-	}
-	if (u->efd < 0)
-		u->by_reaper = 0; /* the reaper sleeps in the ring then: keep submitting here */
 	*be = u;
 	return 0;
 }
@@ -152,12 +212,17 @@ static void ur_fini(void *be)
 	free(u);
 }
 
-/* Per fd: operations of each side in the ring (io lock). While one waits there, a new
- * one of the same side must queue behind it in the ring too, never try inline ahead of
- * it (two recvs would otherwise swap data). */
+/* Per fd, io lock. A stream (socket, pipe) runs one operation per side at a time: the
+ * head of that side's FIFO, in the ring or between its stages, until it finishes
+ * (ur_finish starts the next). Two receives in the ring at once complete in the order
+ * their polls wake, which is not the order they were posted (kernel 6.18: the second
+ * one took the first bytes), and a send must not overtake the rest of a short one.
+ * Files at an offset and accepts need no order: any number go to the ring at once,
+ * counted per side so that a new one does not try inline ahead of them either. */
 struct urdev {
-	uint32_t rd, wr;
-	uint8_t no_nowait_write; /* atomic: pwritev2(RWF_NOWAIT) said EOPNOTSUPP here */
+	uint32_t rd, wr;	     /* counted operations of each side in the ring */
+	uint8_t no_nowait_write;     /* atomic: pwritev2(RWF_NOWAIT) said EOPNOTSUPP here */
+	struct weft__op *fifo[2][2]; /* streams: [read, write side][head, tail], by qnext */
 };
 _Static_assert(sizeof(struct urdev) <= sizeof(((struct weft__device *)0)->be_area), "urdev fits");
 
@@ -166,12 +231,26 @@ static struct urdev *urdev_of(struct weft__device *dev)
 	return (struct urdev *)(void *)dev->be_area;
 }
 
+/* op left the ring (or never reached it): its side no longer waits there. */
+static void side_done(struct weft__op *op)
+{
+	if (op->bstate & BS_SIDE) {
+		struct urdev *d = urdev_of(op->dev);
+		if ((op->bstate & BS_SIDE) == 1)
+			d->rd--;
+		else
+			d->wr--;
+	}
+	op->bstate &= (uint8_t)~BS_SIDE;
+}
+
 static int ur_attach(void *be, struct weft__device *dev)
 {
 	(void)be;
 	/* rd and wr are zero from calloc, or back to zero since disassociate; the flag
 	 * belongs to the previous file (relaxed: no fast path runs on an inactive device) */
 	weft__store_rlx(&urdev_of(dev)->no_nowait_write, (uint8_t)0);
+	memset(urdev_of(dev)->fifo, 0, sizeof urdev_of(dev)->fifo); /* empty: no op left */
 	return 0;
 }
 
@@ -181,15 +260,50 @@ static void ur_detach(void *be, struct weft__device *dev)
 	(void)dev;
 }
 
-/* An SQE, flushing the submission queue once if it is full (io lock held). */
+/* True when this thread may enter the ring's kernel side (submit, get events). */
+static bool may_enter(const struct ur *u)
+{
+	return !u->single || t_reaper == u;
+}
+
+/* An SQE, flushing the submission queue once if it is full and this thread may (io
+ * lock held). NULL: the SQ is full; the caller queues in the backlog. */
 static struct io_uring_sqe *sqe_get(struct ur *u)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-	if (!sqe) {
+	if (!sqe && may_enter(u)) {
 		io_uring_submit(&u->ring);
 		sqe = io_uring_get_sqe(&u->ring);
 	}
 	return sqe;
+}
+
+/* io lock: op waits for an SQE (flag BS_QUEUED or BS_CANCEL), behind every other. */
+static void backlog_push(struct ur *u, struct weft__op *op, uint8_t flag)
+{
+	weft__fadd_rlx(&n_backlogged, 1u);
+	op->bstate |= flag;
+	op->bnext = NULL;
+	if (u->bl_tail)
+		u->bl_tail->bnext = op;
+	else
+		u->bl_head = op;
+	u->bl_tail = op;
+}
+
+/* io lock: takes op out of the backlog (it is there). */
+static void backlog_remove(struct ur *u, struct weft__op *op)
+{
+	struct weft__op **pp = &u->bl_head, *prev = NULL;
+	while (*pp != op) {
+		prev = *pp;
+		pp = &(*pp)->bnext;
+	}
+	*pp = op->bnext;
+	if (u->bl_tail == op)
+		u->bl_tail = prev;
+	op->bnext = NULL;
+	op->bstate &= (uint8_t) ~(BS_QUEUED | BS_CANCEL);
 }
 
 static void prep(struct io_uring_sqe *sqe, struct weft__op *op)
@@ -367,46 +481,130 @@ static int ur_try_fast(struct weft__op *op)
 	return n >= 0 ? (int)n : -errno;
 }
 
-static int arm_muted(struct ur *u, struct weft__op *op, int *res)
+static void prep_cancel(struct io_uring_sqe *sqe, struct weft__op *op)
+{
+	io_uring_prep_cancel(sqe, op, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_CANCEL);
+}
+
+/* io lock, a thread that may submit (the reaper): prepares what waits in the backlog, submitting whenever the
+ * SQ fills. */
+static void backlog_flush(struct ur *u)
+{
+	while (u->bl_head) {
+		struct io_uring_sqe *sqe = sqe_get(u);
+		if (!sqe)
+			return; /* the kernel took none: next round */
+		struct weft__op *op = u->bl_head;
+		u->bl_head = op->bnext;
+		if (!u->bl_head)
+			u->bl_tail = NULL;
+		op->bnext = NULL;
+		if (op->bstate & BS_QUEUED)
+			prep(sqe, op);
+		else
+			prep_cancel(sqe, op);
+		op->bstate &= (uint8_t) ~(BS_QUEUED | BS_CANCEL);
+	}
+}
+
+/* io lock: op's prepared stage goes to the ring: an SQE handed to the reaper (or
+ * submitted, on a plain ring), or the backlog when the SQ is full and this thread may
+ * not submit. 0, or a plain ring's submit error. */
+static int to_ring(struct ur *u, struct weft__op *op)
+{
+	if (u->bl_head && may_enter(u))
+		backlog_flush(u);
+	/* behind what waits for room already: the kernel sees a side's stages in order */
+	struct io_uring_sqe *sqe = u->bl_head ? NULL : sqe_get(u);
+	if (!sqe) {
+		backlog_push(u, op, BS_QUEUED);
+		hand_to_reaper(u);
+		return 0;
+	}
+	prep(sqe, op);
+	if (u->by_reaper) {
+		hand_to_reaper(u);
+		return 0;
+	}
+	int r = io_uring_submit(&u->ring);
+	return r < 0 ? r : 0;
+}
+
+static bool read_side(const struct weft__op *op)
+{
+	return op->kind == WEFT__OP_READ || op->kind == WEFT__OP_ACCEPT || op->kind == WEFT__OP_RECV ||
+	       op->kind == WEFT__OP_RECVFROM;
+}
+
+/* The FIFO of op's side when op works on a stream (see urdev), else NULL. */
+static struct weft__op **fifo_of(struct weft__op *op)
 {
 	/* the first-bytes stage of an accept works on the new socket, not a device */
+	if (op->kind == WEFT__OP_ACCEPT || op->dev->seekable)
+		return NULL;
+	return urdev_of(op->dev)->fifo[read_side(op) ? 0 : 1];
+}
+
+static int arm_muted(struct ur *u, struct weft__op *op, int *res)
+{
 	bool on_dev = !(op->kind == WEFT__OP_ACCEPT && op->stage == 1);
-	bool rd = op->kind == WEFT__OP_READ || op->kind == WEFT__OP_ACCEPT || op->kind == WEFT__OP_RECV ||
-		  op->kind == WEFT__OP_RECVFROM;
-	uint32_t *side = on_dev ? (rd ? &urdev_of(op->dev)->rd : &urdev_of(op->dev)->wr) : NULL;
+	bool rd = read_side(op);
+	struct weft__op **fifo = fifo_of(op);
+	uint32_t *count = on_dev && !fifo ? (rd ? &urdev_of(op->dev)->rd : &urdev_of(op->dev)->wr) : NULL;
 	bool tried = op->tried; /* the fast path just tried this stage */
 	op->tried = 0;
-	if (!tried && (!side || *side == 0)) {
+	if (fifo && fifo[0] && fifo[0] != op) {
+		/* another operation runs on this side: op starts when it finishes */
+		op->qnext = NULL;
+		fifo[1]->qnext = op;
+		fifo[1] = op;
+		op->bstate |= BS_FIFO;
+		return 0;
+	}
+	if (!tried && (!count || *count == 0)) {
 		int r = try_inline(op);
 		if (r != -EAGAIN) {
 			*res = r;
 			return 1;
 		}
 	}
-	struct io_uring_sqe *sqe = sqe_get(u);
-	if (!sqe) {
-		*res = -EBUSY;
-		return 1;
+	if (fifo && !fifo[0]) {
+		op->qnext = NULL;
+		fifo[0] = fifo[1] = op; /* the side is op's until it finishes */
 	}
-	prep(sqe, op);
-	if (side) {
-		(*side)++;
-		op->bstate = rd ? 1 : 2;
+	if (count) {
+		(*count)++;
+		op->bstate |= rd ? 1 : 2;
 	}
-	if (u->by_reaper) {
-		hand_to_reaper(u);
-		return 0;
-	}
-	int r = io_uring_submit(&u->ring);
+	int r = to_ring(u, op);
 	if (r < 0) {
-		if (side) {
-			(*side)--;
-			op->bstate = 0;
-		}
-		*res = r;
+		side_done(op);
+		*res = r; /* a fifo head finishes with it: ur_finish starts the next */
 		return 1;
 	}
 	return 0;
+}
+
+/* io lock: op finished; if it held its stream's side, the next one there starts. */
+static void ur_finish(void *be, struct weft__op *op)
+{
+	if (op->bstate & BS_CANCEL)
+		backlog_remove(be, op); /* its cancel must not meet the overlapped's next use */
+	struct weft__op **fifo = fifo_of(op);
+	if (!fifo || fifo[0] != op)
+		return;
+	struct weft__op *next = op->qnext;
+	op->qnext = NULL;
+	fifo[0] = next;
+	if (!next) {
+		fifo[1] = NULL;
+		return;
+	}
+	next->bstate &= (uint8_t)~BS_FIFO;
+	/* Straight to the ring: an inline try could complete it here, inside another
+	 * operation's completion. A plain ring's failed submit leaves the SQE to the next. */
+	(void)to_ring(be, next);
 }
 
 /* The eventfd is muted across the whole stage start: the inline try and the submit.
@@ -425,25 +623,57 @@ static int ur_arm(void *be, struct weft__op *op, int *res)
 	int r = arm_muted(u, op, res);
 	if (u->efd >= 0)
 		io_uring_cq_eventfd_toggle(&u->ring, true);
+	/* On a DEFER_TASKRUN ring, task_work queued for the reaper while the eventfd was
+	 * muted signalled nothing: a sleeping reaper would never run it. (asleep is set
+	 * under the io lock, which this thread holds.) */
+	if (u->single && u->asleep && (weft__load_acq(u->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+		u->asleep = 0;
+		kick(u);
+	}
 	return r;
 }
 
 static void cancel_submit(struct ur *u, struct weft__op *op)
 {
-	struct io_uring_sqe *sqe = sqe_get(u);
-	if (sqe) {
-		io_uring_prep_cancel(sqe, op, 0);
-		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_CANCEL);
-		if (u->by_reaper)
+	if (op->bstate & (BS_QUEUED | BS_CANCEL))
+		return; /* not in the ring yet, or its cancel already waits for room */
+	struct io_uring_sqe *sqe = u->bl_head ? NULL : sqe_get(u);
+	if (!sqe) {
+		if (u->by_reaper) {
+			backlog_push(u, op, BS_CANCEL);
 			hand_to_reaper(u);
-		else
-			io_uring_submit(&u->ring);
+		}
+		return;
 	}
+	prep_cancel(sqe, op);
+	if (u->by_reaper)
+		hand_to_reaper(u);
+	else
+		io_uring_submit(&u->ring);
 }
 
 static bool ur_cancel(void *be, struct weft__op *op)
 {
-	cancel_submit(be, op);
+	struct ur *u = be;
+	if (op->bstate & BS_FIFO) {
+		/* waits behind its side's head: taken back, port.c completes it */
+		struct weft__op **fifo = fifo_of(op), *prev = fifo[0];
+		while (prev->qnext != op)
+			prev = prev->qnext;
+		prev->qnext = op->qnext;
+		if (fifo[1] == op)
+			fifo[1] = prev;
+		op->qnext = NULL;
+		op->bstate &= (uint8_t)~BS_FIFO;
+		return true;
+	}
+	if (op->bstate & BS_QUEUED) {
+		/* never reached the ring: taken back here, port.c completes it */
+		backlog_remove(u, op);
+		side_done(op);
+		return true;
+	}
+	cancel_submit(u, op);
 	return false;
 }
 
@@ -452,14 +682,7 @@ static bool ur_cancel(void *be, struct weft__op *op)
 static int ur_reap(void *be, struct weft__op *op, int res)
 {
 	(void)be;
-	if (op->bstate) {
-		struct urdev *d = urdev_of(op->dev);
-		if (op->bstate == 1)
-			d->rd--;
-		else
-			d->wr--;
-		op->bstate = 0;
-	}
+	side_done(op);
 	/* io_uring cancels the requests of a thread that exits (kernel 5.x/6.x do_exit ->
 	 * io_uring_files_cancel); on Windows, I/O on a handle associated with a port
 	 * survives its thread. Nobody asked for this cancel: run the stage again, from
@@ -520,6 +743,10 @@ static unsigned drain_count(struct ur *u)
 	/* More completions than the CQ holds wait in the kernel's overflow list until an
 	 * enter flushes them: do it now rather than leave them to the next submit. */
 	if (io_uring_cq_has_overflow(&u->ring)) {
+		if (!may_enter(u)) {
+			hand_to_reaper(u); /* the reaper flushes them, on its next pass */
+			return n;
+		}
 		io_uring_get_events(&u->ring);
 		n += drain_count(u);
 	}
@@ -551,12 +778,24 @@ static void ur_wait(void *be)
 	struct ur *u = be;
 	uint64_t last = 0;
 	uint32_t busy = 0, spins = 0;
+	t_reaper = u;
+	if (u->single) {
+		/* The ring was created disabled: enabling it makes this thread its single
+		 * issuer. Callers may have prepared SQEs meanwhile: submit them below. */
+		weft__port_io_lock(u->port);
+		if (syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) <
+		    0)
+			abort(); /* cannot fail on a ring created disabled by this process */
+		weft__store_rel(&u->sq_pending, 1u);
+		weft__port_io_unlock(u->port);
+	}
 	/* acquire: pairs with the release in ur_wake. */
 	while (!weft__load_acq(&u->stop)) {
 		/* acquire: pairs with the release in hand_to_reaper; the flags word is the
 		 * kernel's (TASKRUN: task_work of this thread's requests waits for it) */
 		bool work = cq_nonempty(u) || weft__load_acq(&u->sq_pending) ||
-			    (u->by_reaper && (weft__load_acq(u->ring.sq.kflags) & IORING_SQ_TASKRUN));
+			    (u->by_reaper && (weft__load_acq(u->ring.sq.kflags) &
+					      (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)));
 		if (!work) {
 			if (weft__now_ns() - last < WEFT__REAPER_SPIN_NS) {
 				weft_cpu_relax();
@@ -571,7 +810,9 @@ static void ur_wait(void *be)
 			if (u->efd >= 0) {
 				weft__port_io_lock(u->port);
 				u->asleep = 1;
-				bool pending = weft__load_acq(&u->sq_pending);
+				bool pending = weft__load_acq(&u->sq_pending) ||
+					       (weft__load_acq(u->ring.sq.kflags) &
+						(IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW));
 				if (pending)
 					u->asleep = 0;
 				weft__port_io_unlock(u->port);
@@ -605,6 +846,10 @@ static void ur_wait(void *be)
 			if (weft__load_acq(&u->sq_pending)) {
 				weft__store_rlx(&u->sq_pending, 0u); /* relaxed: io lock */
 				io_uring_submit(&u->ring);
+				if (u->bl_head) {
+					backlog_flush(u);
+					io_uring_submit(&u->ring);
+				}
 				/* What was just submitted completes here (its task_work is this
 				 * thread's): poll on for it rather than sleep and be woken for it.
 				 * Without this the TCP round trip was bistable: once a peer took
@@ -616,6 +861,9 @@ static void ur_wait(void *be)
 			if (weft__load_acq(u->ring.sq.kflags) & IORING_SQ_TASKRUN)
 				io_uring_get_events(&u->ring);
 			io_uring_cq_eventfd_toggle(&u->ring, true);
+		} else if (u->bl_head) {
+			backlog_flush(u); /* a plain ring: what a failed submit left */
+			io_uring_submit(&u->ring);
 		}
 		unsigned n = drain_count(u);
 		weft__port_io_unlock(u->port);
@@ -658,6 +906,7 @@ const struct weft__backend_ops weft__backend_uring = {
     .try_fast = ur_try_fast,
     .arm = ur_arm,
     .cancel = ur_cancel,
+    .finish = ur_finish,
     .reap = ur_reap,
     .drain = ur_drain,
     .poll = ur_poll,

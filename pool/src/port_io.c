@@ -80,6 +80,8 @@ static bool stage_result(struct weft__op *op, int res)
 /* Unlinks op and queues its packet (io lock held). */
 static void op_finish(weft_port *p, struct weft__op *op)
 {
+	if (p->be->finish)
+		p->be->finish(p->bes, op);
 	if (op->next)
 		op->next->prev = op->prev;
 	if (op->prev)

@@ -25,6 +25,10 @@
 
 /* Internal (backend_epoll.c): reads and writes the epoll file helpers ran. */
 uint64_t weft__epoll_files_offloaded(void);
+/* Internal (backend_uring.c, absent without io_uring): the SQ size of the next rings,
+ * and counts of single-issuer rings made and of stages / cancels that waited for room. */
+extern uint32_t weft__uring_test_sq __attribute__((weak));
+void weft__uring_counts(uint64_t *single, uint64_t *backlogged) __attribute__((weak));
 
 /* Writes then reads at offsets through the port (the fast path on a cached file): the
  * data round-trips, each operation completes once, and a cancel of a completed one says
@@ -480,6 +484,157 @@ static void test_port_io_cold_reads_vs_close(void **state)
 	race_run(true, false, true);
 }
 
+/* ---- a full submission queue ----
+ * On a single-issuer io_uring ring only the reaper may submit, so a stage (or a cancel)
+ * prepared while the SQ is full waits in the backend's backlog until the reaper makes
+ * room. With an SQ of 2 entries, 48 sockets get two receives each from two threads at
+ * once: the second receive of a socket must still get the second half of the bytes
+ * (order kept through the backlog), then a receive per socket is cancelled (exactly one
+ * -ECANCELED each, whether it waited in the ring or in the backlog), then closed under
+ * pending receives. On epoll (or a kernel without DEFER_TASKRUN) the same traffic runs
+ * without a backlog. */
+
+#define BL_SOCKS 48
+
+static int small_sq(void **state)
+{
+	(void)state;
+	if (&weft__uring_test_sq)
+		weft__uring_test_sq = 2;
+	return 0;
+}
+
+static int default_sq(void **state)
+{
+	(void)state;
+	if (&weft__uring_test_sq)
+		weft__uring_test_sq = 0;
+	return 0;
+}
+
+static bool weft__uring_test_sq_set(void)
+{
+	return &weft__uring_test_sq && weft__uring_test_sq != 0;
+}
+
+struct bl {
+	weft_port *p;
+	int sv[BL_SOCKS][2];
+	char buf[BL_SOCKS][2][4];
+	weft_overlapped ov[BL_SOCKS][2];
+};
+
+struct bl_arg {
+	struct bl *b;
+	int half;
+};
+
+static void *bl_post(void *arg)
+{
+	struct bl_arg *a = arg;
+	struct bl *b = a->b;
+	for (int i = a->half; i < BL_SOCKS; i += 2)
+		for (int k = 0; k < 2; k++)
+			assert_int_equal(weft_port_recv(b->p, b->sv[i][0], b->buf[i][k], 4, &b->ov[i][k]), 0);
+	return NULL;
+}
+
+/* Takes n completions: each overlapped of the table once, checked by check(). */
+static void bl_collect(struct bl *b, int n, int per, void (*check)(struct bl *, int, int))
+{
+	bool seen[BL_SOCKS][2] = {{false}};
+	for (int got = 0; got < n; got++) {
+		uint32_t bytes;
+		uintptr_t key;
+		weft_overlapped *ov = NULL;
+		assert_int_equal(weft_port_get(b->p, &bytes, &key, &ov, T_MS), 0);
+		assert_true(key < BL_SOCKS);
+		int i = (int)key, k = ov == &b->ov[i][0] ? 0 : 1;
+		assert_true(k < per && ov == &b->ov[i][k]);
+		assert_false(seen[i][k]);
+		seen[i][k] = true;
+		check(b, i, k);
+	}
+	expect_none(b->p);
+}
+
+static void bl_check_data(struct bl *b, int i, int k)
+{
+	char want[4];
+	memset(want, k ? 'a' + i % 26 : 'A' + i % 26, sizeof want);
+	assert_int_equal(b->ov[i][k].status, 0);
+	assert_int_equal(b->ov[i][k].bytes, 4);
+	assert_memory_equal(b->buf[i][k], want, 4);
+}
+
+static void bl_check_cancelled(struct bl *b, int i, int k)
+{
+	assert_int_equal(b->ov[i][k].status, -ECANCELED);
+	assert_int_equal(b->ov[i][k].bytes, 0);
+}
+
+static void bl_check_done(struct bl *b, int i, int k)
+{
+	/* closed under it: cancelled, or it took the byte that came first */
+	assert_true(b->ov[i][k].status == -ECANCELED || (b->ov[i][k].status == 0 && b->ov[i][k].bytes == 1));
+}
+
+static void test_port_io_full_sq_backlog(void **state)
+{
+	(void)state;
+	uint64_t single0 = 0, bl0 = 0, single1 = 0, bl1 = 0;
+	if (weft__uring_counts)
+		weft__uring_counts(&single0, &bl0);
+	struct bl *b = calloc(1, sizeof *b);
+	assert_non_null(b);
+	b->p = mkport(2);
+	bool uring = weft__uring_counts && weft__uring_test_sq_set() && !strcmp(weft_port_backend(b->p), "uring");
+	for (int i = 0; i < BL_SOCKS; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b->sv[i]), 0);
+		assert_int_equal(weft_port_associate(b->p, b->sv[i][0], (uintptr_t)i), 0);
+	}
+	/* two receives per socket, posted by two threads at once, then the bytes */
+	pthread_t t[2];
+	struct bl_arg args[2] = {{b, 0}, {b, 1}};
+	for (int h = 0; h < 2; h++)
+		assert_int_equal(pthread_create(&t[h], NULL, bl_post, &args[h]), 0);
+	for (int h = 0; h < 2; h++)
+		pthread_join(t[h], NULL);
+	for (int i = 0; i < BL_SOCKS; i++) {
+		char msg[8];
+		memset(msg, 'A' + i % 26, 4);
+		memset(msg + 4, 'a' + i % 26, 4);
+		assert_int_equal(send(b->sv[i][1], msg, sizeof msg, 0), (ssize_t)sizeof msg);
+	}
+	bl_collect(b, 2 * BL_SOCKS, 2, bl_check_data);
+	/* one receive per socket, all cancelled */
+	for (int i = 0; i < BL_SOCKS; i++)
+		assert_int_equal(weft_port_recv(b->p, b->sv[i][0], b->buf[i][0], 4, &b->ov[i][0]), 0);
+	for (int i = 0; i < BL_SOCKS; i++)
+		assert_int_equal(weft_port_cancel(b->p, b->sv[i][0], &b->ov[i][0]), 0);
+	bl_collect(b, BL_SOCKS, 1, bl_check_cancelled);
+	/* one receive per socket, a byte to every other socket, then every fd closed */
+	for (int i = 0; i < BL_SOCKS; i++)
+		assert_int_equal(weft_port_recv(b->p, b->sv[i][0], b->buf[i][0], 4, &b->ov[i][0]), 0);
+	for (int i = 0; i < BL_SOCKS; i += 2)
+		assert_int_equal(send(b->sv[i][1], "x", 1, 0), 1);
+	for (int i = 0; i < BL_SOCKS; i++) {
+		assert_int_equal(weft_port_close_fd(b->p, b->sv[i][0]), 0);
+		close(b->sv[i][1]);
+	}
+	bl_collect(b, BL_SOCKS, 1, bl_check_done);
+	weft_port_close(b->p);
+	free(b);
+	if (uring) {
+		weft__uring_counts(&single1, &bl1);
+		/* a single-issuer ring was made: its backlog must have been used */
+		if (single1 > single0)
+			assert_true(bl1 > bl0);
+		print_message("uring: single-issuer rings %llu, backlogged %llu\n",
+			      (unsigned long long)(single1 - single0), (unsigned long long)(bl1 - bl0));
+	}
+}
+
 int main(void)
 {
 	if (tp_skip_backend())
@@ -495,6 +650,7 @@ int main(void)
 	    cmocka_unit_test(test_port_io_fast_path_sends_vs_close),
 	    cmocka_unit_test(test_port_io_cold_reads_vs_disassociate),
 	    cmocka_unit_test(test_port_io_cold_reads_vs_close),
+	    cmocka_unit_test_setup_teardown(test_port_io_full_sq_backlog, small_sq, default_sq),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
