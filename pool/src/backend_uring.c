@@ -22,19 +22,16 @@
  *     with the eventfd muted since it drains right after. Measured against the
  *     COOP_TASKRUN ring it replaces (task_work queued on the task, no IPI): TCP round
  *     trip medians 18.7 -> 15.2, 14.5 -> 13.9 and 17.1 -> 16.8 us in three interleaved
- *     sets, HTTP small file even (docs/port.md). Nobody else may enter the ring now: a stage (or a cancel) that
- *     finds the SQ full waits in a backlog that the reaper prepares once it has made
- *     room, and CQ overflow is flushed by the reaper. Older kernels get the COOP_TASKRUN
- *     ring (5.19+), where a caller may still submit a full SQ itself, else a plain ring
- *     every caller submits to. Before the reaper submitted, the task_work ran on
- *     whichever user thread had submitted, interrupted by an IPI (spinning in
- *     weft_port_get, typically), and its CQE woke the reaper through the eventfd: on a
- *     quiet 2-vCPU VM a TCP round trip took ~30 us against epoll's ~14. A thread's exit
- *     no longer cancels ring requests either (they are the reaper's); the re-arm below
- *     stays for the plain ring.
- *     Streams run one operation per side at a time (urdev): two receives in the ring
- *     at once complete in the order their polls wake, which is not the order they were
- *     posted; the next one starts when the previous one finishes (ur_finish).
+ *     sets, HTTP small file even (docs/port.md). Nobody else may enter the ring now: a stage (or a cancel)
+ * that finds the SQ full waits in a backlog that the reaper prepares once it has made room, and CQ overflow
+ * is flushed by the reaper. Older kernels get the COOP_TASKRUN ring (5.19+), where a caller may still submit
+ * a full SQ itself, else a plain ring every caller submits to. Before the reaper submitted, the task_work ran
+ * on whichever user thread had submitted, interrupted by an IPI (spinning in weft_port_get, typically), and
+ * its CQE woke the reaper through the eventfd: on a quiet 2-vCPU VM a TCP round trip took ~30 us against
+ * epoll's ~14. A thread's exit no longer cancels ring requests either (they are the reaper's); the re-arm
+ * below stays for the plain ring. Streams run one operation per side at a time (urdev): two receives in the
+ * ring at once complete in the order their polls wake, which is not the order they were posted; the next one
+ * starts when the previous one finishes (ur_finish).
  *  3. Spinning waiters. A thread spinning in weft_port_get before it sleeps polls the CQ
  *     (try-lock, drain), so a completion that lands meanwhile goes to a waiter without
  *     a reaper hop. Every caller of arm drains right after it, and arm mutes the
@@ -222,6 +219,8 @@ static void ur_fini(void *be)
 struct urdev {
 	uint32_t rd, wr;	     /* counted operations of each side in the ring */
 	uint8_t no_nowait_write;     /* atomic: pwritev2(RWF_NOWAIT) said EOPNOTSUPP here */
+	uint8_t rd_miss;	     /* stream receives whose inline try found nothing, in a row */
+	uint8_t rd_skips;	     /* inline tries skipped since the last one made */
 	struct weft__op *fifo[2][2]; /* streams: [read, write side][head, tail], by qnext */
 };
 _Static_assert(sizeof(struct urdev) <= sizeof(((struct weft__device *)0)->be_area), "urdev fits");
@@ -251,6 +250,7 @@ static int ur_attach(void *be, struct weft__device *dev)
 	 * belongs to the previous file (relaxed: no fast path runs on an inactive device) */
 	weft__store_rlx(&urdev_of(dev)->no_nowait_write, (uint8_t)0);
 	memset(urdev_of(dev)->fifo, 0, sizeof urdev_of(dev)->fifo); /* empty: no op left */
+	urdev_of(dev)->rd_miss = urdev_of(dev)->rd_skips = 0;
 	return 0;
 }
 
@@ -546,6 +546,23 @@ static struct weft__op **fifo_of(struct weft__op *op)
 	return urdev_of(op->dev)->fifo[read_side(op) ? 0 : 1];
 }
 
+/* A receive on a stream whose last inline tries found nothing (a request/response
+ * peer: the next request comes only after the answer just sent) skips the try and goes
+ * to the ring at once, where its poll is armed first (POLL_FIRST): one system call less
+ * per receive in the submitting thread. Every SKIP_PROBE-th receive tries anyway, so a
+ * peer that starts sending ahead (pipelining) is noticed. */
+#define SKIP_AFTER 2u
+#define SKIP_PROBE 16u
+static bool skip_inline(struct weft__op *op, struct weft__op **fifo)
+{
+	if (!fifo || !(op->kind == WEFT__OP_RECV || op->kind == WEFT__OP_RECVFROM))
+		return false;
+	struct urdev *d = urdev_of(op->dev);
+	if (d->rd_miss < SKIP_AFTER || ++d->rd_skips >= SKIP_PROBE)
+		return false;
+	return true;
+}
+
 static int arm_muted(struct ur *u, struct weft__op *op, int *res)
 {
 	bool on_dev = !(op->kind == WEFT__OP_ACCEPT && op->stage == 1);
@@ -562,8 +579,13 @@ static int arm_muted(struct ur *u, struct weft__op *op, int *res)
 		op->bstate |= BS_FIFO;
 		return 0;
 	}
-	if (!tried && (!count || *count == 0)) {
+	if (!tried && (!count || *count == 0) && !skip_inline(op, fifo)) {
 		int r = try_inline(op);
+		if (fifo && rd) {
+			struct urdev *d = urdev_of(op->dev);
+			d->rd_miss = r == -EAGAIN ? (uint8_t)(d->rd_miss + (d->rd_miss < 255)) : 0;
+			d->rd_skips = 0;
+		}
 		if (r != -EAGAIN) {
 			*res = r;
 			return 1;
