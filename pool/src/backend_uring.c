@@ -3,13 +3,15 @@
  * How completions reach the waiting threads, fastest path first:
  *  1. Inline. arm first makes the plain non-blocking system call (preadv2 RWF_NOWAIT,
  *     recv/send MSG_DONTWAIT, accept4 on the non-blocking listener...) unless an
- *     operation of the same side of that fd already waits in the ring (FIFO per side,
- *     urdev). When the data is there (page cache, socket buffer) one system call beats
+ *     operation of the same side of that fd already waits (in the ring, or its turn on
+ *     a stream: urdev). When the data is there (page cache, socket buffer) one system call beats
  *     a submit plus a CQE, and the packet goes into the port's queue from the submitting
  *     thread. Measured on the 2-vCPU dev VM: a cached 4 KiB read 0.6 us instead of
  *     ~1.4-3.7 us through the ring. Reads and writes of regular files make that call
  *     without the port's io lock (try_fast; port_io.c's fast path), so threads reading
- *     files through one port do not queue behind each other's system calls.
+ *     files through one port do not queue behind each other's system calls. A stream
+ *     receive whose last two tries found nothing skips it (skip_inline), probing every
+ *     16th: a request/response peer sends only after the answer it waits for.
  *  2. The reaper submits. Otherwise the submitter prepares one SQE under the port's io
  *     lock (the SQ has one producer at a time) and hands it to the reaper (hand_to_reaper:
  *     a flag, and an eventfd kick if the reaper sleeps), which submits it. So every
@@ -22,16 +24,19 @@
  *     with the eventfd muted since it drains right after. Measured against the
  *     COOP_TASKRUN ring it replaces (task_work queued on the task, no IPI): TCP round
  *     trip medians 18.7 -> 15.2, 14.5 -> 13.9 and 17.1 -> 16.8 us in three interleaved
- *     sets, HTTP small file even (docs/port.md). Nobody else may enter the ring now: a stage (or a cancel)
- * that finds the SQ full waits in a backlog that the reaper prepares once it has made room, and CQ overflow
- * is flushed by the reaper. Older kernels get the COOP_TASKRUN ring (5.19+), where a caller may still submit
- * a full SQ itself, else a plain ring every caller submits to. Before the reaper submitted, the task_work ran
- * on whichever user thread had submitted, interrupted by an IPI (spinning in weft_port_get, typically), and
- * its CQE woke the reaper through the eventfd: on a quiet 2-vCPU VM a TCP round trip took ~30 us against
- * epoll's ~14. A thread's exit no longer cancels ring requests either (they are the reaper's); the re-arm
- * below stays for the plain ring. Streams run one operation per side at a time (urdev): two receives in the
- * ring at once complete in the order their polls wake, which is not the order they were posted; the next one
- * starts when the previous one finishes (ur_finish).
+ *     sets, HTTP small file even (docs/port.md). Nobody else may enter the ring now:
+ *     a stage (or a cancel) that finds the SQ full waits in a backlog that the reaper
+ *     prepares once it has made room, and CQ overflow is flushed by the reaper. Older
+ *     kernels get the COOP_TASKRUN ring (5.19+), where a caller may still submit a full
+ *     SQ itself, else a plain ring every caller submits to. Before the reaper
+ *     submitted, the task_work ran on whichever user thread had submitted, interrupted
+ *     by an IPI (spinning in weft_port_get, typically), and its CQE woke the reaper
+ *     through the eventfd: on a quiet 2-vCPU VM a TCP round trip took ~30 us against
+ *     epoll's ~14. A thread's exit no longer cancels ring requests either (they are the
+ *     reaper's); the re-arm below stays for the plain ring.
+ *     Streams run one operation per side at a time (urdev): two receives in the ring
+ *     at once complete in the order their polls wake, which is not the order they were
+ *     posted; the next one starts when the previous one finishes (ur_finish).
  *  3. Spinning waiters. A thread spinning in weft_port_get before it sleeps polls the CQ
  *     (try-lock, drain), so a completion that lands meanwhile goes to a waiter without
  *     a reaper hop. Every caller of arm drains right after it, and arm mutes the
