@@ -490,8 +490,9 @@ static void test_port_io_cold_reads_vs_close(void **state)
  * room. With an SQ of 2 entries, 48 sockets get two receives each from two threads at
  * once: the second receive of a socket must still get the second half of the bytes
  * (order kept through the backlog), then a receive per socket is cancelled (exactly one
- * -ECANCELED each, whether it waited in the ring or in the backlog), then closed under
- * pending receives. On epoll (or a kernel without DEFER_TASKRUN) the same traffic runs
+ * -ECANCELED each, whether it waited in the ring or in the backlog), then one of two
+ * (the running one, or the one waiting its turn: the other still gets the bytes), then
+ * the fds are closed under two pending receives each. On epoll (or a kernel without DEFER_TASKRUN) the same traffic runs
  * without a backlog. */
 
 #define BL_SOCKS 48
@@ -573,6 +574,22 @@ static void bl_check_cancelled(struct bl *b, int i, int k)
 	assert_int_equal(b->ov[i][k].bytes, 0);
 }
 
+/* Two receives per socket, one cancelled: the first on even sockets (the one running,
+ * so the second starts after it), the second on odd ones (still waiting its turn); the
+ * other one gets the 4 bytes. */
+static void bl_check_one_cancelled(struct bl *b, int i, int k)
+{
+	if ((i % 2 == 0) == (k == 0)) {
+		bl_check_cancelled(b, i, k);
+		return;
+	}
+	char want[4];
+	memset(want, '0' + i % 10, sizeof want);
+	assert_int_equal(b->ov[i][k].status, 0);
+	assert_int_equal(b->ov[i][k].bytes, 4);
+	assert_memory_equal(b->buf[i][k], want, 4);
+}
+
 static void bl_check_done(struct bl *b, int i, int k)
 {
 	/* closed under it: cancelled, or it took the byte that came first */
@@ -613,16 +630,31 @@ static void test_port_io_full_sq_backlog(void **state)
 	for (int i = 0; i < BL_SOCKS; i++)
 		assert_int_equal(weft_port_cancel(b->p, b->sv[i][0], &b->ov[i][0]), 0);
 	bl_collect(b, BL_SOCKS, 1, bl_check_cancelled);
-	/* one receive per socket, a byte to every other socket, then every fd closed */
+	/* two receives per socket, one of them cancelled, then the bytes */
 	for (int i = 0; i < BL_SOCKS; i++)
-		assert_int_equal(weft_port_recv(b->p, b->sv[i][0], b->buf[i][0], 4, &b->ov[i][0]), 0);
+		for (int k = 0; k < 2; k++)
+			assert_int_equal(weft_port_recv(b->p, b->sv[i][0], b->buf[i][k], 4, &b->ov[i][k]), 0);
+	for (int i = 0; i < BL_SOCKS; i++)
+		assert_int_equal(weft_port_cancel(b->p, b->sv[i][0], &b->ov[i][i % 2]), 0);
+	/* the cancels first (no bytes yet, so none can lose), then the survivors' bytes */
+	bl_collect(b, BL_SOCKS, 2, bl_check_one_cancelled);
+	for (int i = 0; i < BL_SOCKS; i++) {
+		char msg[4];
+		memset(msg, '0' + i % 10, sizeof msg);
+		assert_int_equal(send(b->sv[i][1], msg, sizeof msg, 0), (ssize_t)sizeof msg);
+	}
+	bl_collect(b, BL_SOCKS, 2, bl_check_one_cancelled);
+	/* two receives per socket, a byte to every other socket, then every fd closed */
+	for (int i = 0; i < BL_SOCKS; i++)
+		for (int k = 0; k < 2; k++)
+			assert_int_equal(weft_port_recv(b->p, b->sv[i][0], b->buf[i][k], 4, &b->ov[i][k]), 0);
 	for (int i = 0; i < BL_SOCKS; i += 2)
 		assert_int_equal(send(b->sv[i][1], "x", 1, 0), 1);
 	for (int i = 0; i < BL_SOCKS; i++) {
 		assert_int_equal(weft_port_close_fd(b->p, b->sv[i][0]), 0);
 		close(b->sv[i][1]);
 	}
-	bl_collect(b, BL_SOCKS, 1, bl_check_done);
+	bl_collect(b, 2 * BL_SOCKS, 2, bl_check_done);
 	weft_port_close(b->p);
 	free(b);
 	if (uring) {
