@@ -332,7 +332,7 @@ static int format_part(const struct hconn *hc, unsigned i, char *out, size_t cap
 				      hc->mp_total, i == 0, final);
 }
 
-/* 206 multipart/byteranges (RFC 9110 14.6) for n >= 2 ascending, disjoint spans: the
+/* 206 multipart/byteranges (RFC 9110 14.6) for n >= 2 disjoint spans in the order asked: the
  * exact Content-Length is summed up front from the part heads, then each part's head
  * goes out with weft_conn_send and its bytes like any file body (sendfile or copy);
  * next_part() moves from one span to the next. Takes fd. */

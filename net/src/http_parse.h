@@ -165,9 +165,10 @@ WEFT_INTERNAL int weft__http_range_resolve(const struct weft__http_range *rg, ui
                                            uint64_t *first, uint64_t *last);
 
 /* Resolves the range set of r (any kind) against an entity of `size` bytes into out
- * (WEFT_HTTP_MAX_RANGES spans). Unsatisfiable specs are dropped; the rest are sorted and
- * overlapping or adjacent ones merged (RFC 9110 14.6 allows coalescing), so the spans
- * are ascending, disjoint, and never hold more bytes than the entity. Returns
+ * (WEFT_HTTP_MAX_RANGES spans). Unsatisfiable specs are dropped; the rest keep the order
+ * they were asked in (RFC 9110 14.6), overlapping or adjacent ones coalesced into one span
+ * in the place of the earliest, so the spans are disjoint and never hold more bytes than
+ * the entity. Returns
  *   n >= 1   answer 206 with those n spans (one: a plain 206 with Content-Range; more:
  *            multipart/byteranges);
  *   0        answer 200 with the whole entity (no Range, or an ignored one);

@@ -1,6 +1,6 @@
 /* http_range.c - resolving a parsed Range header against an entity size: one range for
- * a plain 206, or the sorted and merged span list of multipart/byteranges (RFC 9110
- * 14). The header itself is parsed with the request head in http_parse.c. */
+ * a plain 206, or the span list of multipart/byteranges in the order asked, overlapping
+ * or adjacent specs coalesced (RFC 9110 14). The header itself is parsed with the request head in http_parse.c. */
 #include <errno.h>
 
 #include "http_parse.h"
@@ -51,30 +51,33 @@ int weft__http_ranges_resolve(const struct weft__http_request *r, uint64_t size,
 		}
 		return rc;
 	}
+	/* in the order asked (RFC 9110 14.6): a spec that overlaps or touches parts already
+	 * kept joins them, the whole in the place of the earliest one. The kept parts never
+	 * touch each other, so their union with the new span touches no other part. */
 	unsigned n = 0;
 	for (unsigned i = 0; i < r->nranges && i < WEFT_HTTP_MAX_RANGES; i++) {
 		struct weft__http_span sp;
 		if (!span_of(&r->ranges[i], size, &sp))
 			continue;
-		/* insertion sort by first: at most 16 */
-		unsigned j = n++;
-		while (j > 0 && out[j - 1].first > sp.first) {
-			out[j] = out[j - 1];
-			j--;
+		unsigned at = n, m = 0;
+		for (unsigned j = 0; j < n; j++) {
+			struct weft__http_span o = out[j];
+			if (o.first <= sp.last + 1 && sp.first <= o.last + 1) {
+				if (o.first < sp.first)
+					sp.first = o.first;
+				if (o.last > sp.last)
+					sp.last = o.last;
+				if (at == n)
+					at = m;   /* the earliest: its place is kept for the union */
+				else
+					continue;   /* absorbed: dropped from the list */
+			}
+			out[m++] = o;
 		}
-		out[j] = sp;
+		if (at == n)
+			at = m++;
+		out[at] = sp;
+		n = m;
 	}
-	if (n == 0)
-		return -ERANGE;
-	/* merge what overlaps or touches: the parts never repeat a byte */
-	unsigned m = 0;
-	for (unsigned i = 1; i < n; i++) {
-		if (out[i].first <= out[m].last + 1) {
-			if (out[i].last > out[m].last)
-				out[m].last = out[i].last;
-		} else {
-			out[++m] = out[i];
-		}
-	}
-	return (int)m + 1;
+	return n == 0 ? -ERANGE : (int)n;
 }

@@ -727,30 +727,41 @@ static void test_http_parse_ranges_resolve(void **state)
 	/* a suffix and an open end clipped to the entity */
 	resolve_set("bytes=0-0,-10", 1000, 2, (const uint64_t[]){ 0, 0, 990, 999 });
 	resolve_set("bytes=0-0,500-5000", 1000, 2, (const uint64_t[]){ 0, 0, 500, 999 });
-	/* out of order: sorted */
-	resolve_set("bytes=500-599,0-9", 1000, 2, (const uint64_t[]){ 0, 9, 500, 599 });
-	/* overlapping and adjacent: merged, never a byte twice */
+	/* out of order: kept in the order asked (RFC 9110 14.6) */
+	resolve_set("bytes=500-599,0-9", 1000, 2, (const uint64_t[]){ 500, 599, 0, 9 });
+	resolve_set("bytes=20-29,0-9", 1000, 2, (const uint64_t[]){ 20, 29, 0, 9 });
+	resolve_set("bytes=-10,0-0,500-509", 1000, 3, (const uint64_t[]){ 990, 999, 0, 0, 500, 509 });
+	/* overlapping and adjacent: merged, never a byte twice, in the place of the first */
 	resolve_set("bytes=0-9,5-14,15-19,40-49", 1000, 2, (const uint64_t[]){ 0, 19, 40, 49 });
+	resolve_set("bytes=50-59,0-9,55-70", 1000, 2, (const uint64_t[]){ 50, 70, 0, 9 });
+	resolve_set("bytes=40-49,0-9,10-19", 1000, 2, (const uint64_t[]){ 40, 49, 0, 19 });
+	resolve_set("bytes=30-39,0-9,60-69,10-19", 1000, 3, (const uint64_t[]){ 30, 39, 0, 19, 60, 69 });
+	/* one spec bridging two earlier parts: one part where the earlier of them was */
+	resolve_set("bytes=60-69,0-9,20-29,10-19", 1000, 2, (const uint64_t[]){ 60, 69, 0, 29 });
+	resolve_set("bytes=100-109,60-69,0-9,5-65", 1000, 2, (const uint64_t[]){ 100, 109, 0, 69 });
+	resolve_set("bytes=0-9,50-59,5-55", 1000, 1, (const uint64_t[]){ 0, 59 });
+	resolve_set("bytes=30-39,0-9,20-29,10-19", 1000, 1, (const uint64_t[]){ 0, 39 });
 	resolve_set("bytes=0-,0-,0-,0-", 1000, 1, (const uint64_t[]){ 0, 999 });
 	resolve_set("bytes=10-20,12-13", 1000, 1, (const uint64_t[]){ 10, 20 });
 	resolve_set("bytes=-1,999-", 1000, 1, (const uint64_t[]){ 999, 999 });
 	/* unsatisfiable specs are dropped; none left: 416 */
 	resolve_set("bytes=0-9,2000-3000", 1000, 1, (const uint64_t[]){ 0, 9 });
 	resolve_set("bytes=0-9,2000-,20-29", 1000, 2, (const uint64_t[]){ 0, 9, 20, 29 });
+	resolve_set("bytes=20-29,2000-,0-9", 1000, 2, (const uint64_t[]){ 20, 29, 0, 9 });
 	resolve_set("bytes=1000-,2000-3000,-0", 1000, -ERANGE, NULL);
 	resolve_set("bytes=0-1,3-4", 0, -ERANGE, NULL);
 	/* single ranges and none go through it too */
 	resolve_set("bytes=10-19", 1000, 1, (const uint64_t[]){ 10, 19 });
 	resolve_set("bytes=1000-", 1000, -ERANGE, NULL);
 	resolve_set("items=0-1", 1000, 0, NULL);
-	/* 16 one-byte specs: 16 spans, ascending */
+	/* 16 one-byte specs, descending: 16 spans, in the order asked */
 	char v[256] = "bytes=";
 	uint64_t want[32];
 	for (int i = 15; i >= 0; i--) {
 		char one[16];
 		snprintf(one, sizeof one, "%d-%d%s", 3 * i, 3 * i, i ? "," : "");
 		strcat(v, one);
-		want[2 * i] = want[2 * i + 1] = (uint64_t)(3 * i);
+		want[2 * (15 - i)] = want[2 * (15 - i) + 1] = (uint64_t)(3 * i);
 	}
 	resolve_set(v, 1000, 16, want);
 }

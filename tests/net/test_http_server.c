@@ -1520,9 +1520,21 @@ static void test_multirange(void **state)
 		 (unsigned long long)(n / 2), (unsigned long long)(n / 8));
 	np = ask_multi(&c, "/data.bin", big, f->data, f->data_len, oct, p, 16);
 	expect_parts(p, np, (const uint64_t[]){ 0, n / 8, n / 4, n / 2, n - n / 8, n - 1 }, 3);
-	/* out of order, overlapping, adjacent: sorted and merged */
+	/* the same backwards: the file read from the end, then the middle, then the start */
+	snprintf(big, sizeof big, "bytes=-%llu,%llu-%llu,0-%llu", (unsigned long long)(n / 8), (unsigned long long)(n / 4),
+		 (unsigned long long)(n / 2), (unsigned long long)(n / 8));
+	np = ask_multi(&c, "/data.bin", big, f->data, f->data_len, oct, p, 16);
+	expect_parts(p, np, (const uint64_t[]){ n - n / 8, n - 1, n / 4, n / 2, 0, n / 8 }, 3);
+	/* out of order: the parts in the order asked (RFC 9110 14.6); overlapping and
+	 * adjacent specs merged into one part, in the place of the first of them */
 	np = ask_multi(&c, "/data.bin", "bytes=500-599,0-9,5-14,15-19, -1", f->data, f->data_len, oct, p, 16);
-	expect_parts(p, np, (const uint64_t[]){ 0, 19, 500, 599, n - 1, n - 1 }, 3);
+	expect_parts(p, np, (const uint64_t[]){ 500, 599, 0, 19, n - 1, n - 1 }, 3);
+	np = ask_multi(&c, "/data.bin", "bytes=20-29,0-9", f->data, f->data_len, oct, p, 16);
+	expect_parts(p, np, (const uint64_t[]){ 20, 29, 0, 9 }, 2);
+	np = ask_multi(&c, "/data.bin", "bytes=50-59,0-9,55-70", f->data, f->data_len, oct, p, 16);
+	expect_parts(p, np, (const uint64_t[]){ 50, 70, 0, 9 }, 2);
+	np = ask_multi(&c, "/data.bin", "bytes=-5,60-69,0-9,20-29,10-19", f->data, f->data_len, oct, p, 16);
+	expect_parts(p, np, (const uint64_t[]){ n - 5, n - 1, 60, 69, 0, 29 }, 3);
 	/* 16 specs of one byte: 16 parts */
 	char spec[256] = "bytes=";
 	uint64_t want[32];
