@@ -251,25 +251,24 @@ void weft__http_pump(struct hconn *hc, weft_conn *c)
  *      (ignored without a target or with a date weft cannot read, 13.1.4).
  *   3. If-None-Match: "*" or a tag by the weak comparison matches: 304 for GET and
  *      HEAD, 412 for PUT (so If-None-Match: * makes a PUT create-only).
- *   4. without If-None-Match, for GET and HEAD, If-Modified-Since: not newer: 304. */
+ *   4. without If-None-Match, for GET and HEAD, If-Modified-Since: not newer: 304.
+ * Every line of a repeated If-Match or If-None-Match counts (one list, RFC 9110 5.3); a
+ * repeated date field is invalid and ignored like an unreadable date. */
 int weft__http_preconditions(struct hconn *hc, bool get, bool exists, const char *etag, int64_t mtime)
 {
-	size_t len;
 	int64_t t;
-	const char *v = weft__http_header_get(&hc->req, hc->in, "If-Match", &len);
-	if (v) {
-		if (!exists || !weft__http_etag_match(v, len, etag, false))
+	int m = weft__http_etag_match_lines(&hc->req, hc->in, "If-Match", etag, false);
+	if (m >= 0) {
+		if (!exists || m == 0)
 			return 412;
-	} else if ((v = weft__http_header_get(&hc->req, hc->in, "If-Unmodified-Since", &len)) && exists &&
-		   weft__http_parse_date(v, len, &t) == 0 && mtime > t) {
+	} else if (exists && weft__http_date_header(&hc->req, hc->in, "If-Unmodified-Since", &t) && mtime > t) {
 		return 412;
 	}
-	v = weft__http_header_get(&hc->req, hc->in, "If-None-Match", &len);
-	if (v) {
-		if (exists && weft__http_etag_match(v, len, etag, true))
+	m = weft__http_etag_match_lines(&hc->req, hc->in, "If-None-Match", etag, true);
+	if (m >= 0) {
+		if (exists && m == 1)
 			return get ? 304 : 412;
-	} else if (get && exists && (v = weft__http_header_get(&hc->req, hc->in, "If-Modified-Since", &len)) &&
-		   weft__http_parse_date(v, len, &t) == 0 && mtime <= t) {
+	} else if (get && exists && weft__http_date_header(&hc->req, hc->in, "If-Modified-Since", &t) && mtime <= t) {
 		return 304;
 	}
 	return 0;

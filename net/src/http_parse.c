@@ -419,11 +419,11 @@ int weft__http_result_status(int result)
 	}
 }
 
-const char *weft__http_header_get(const struct weft__http_request *r, const char *buf, const char *name,
-                                  size_t *len)
+const char *weft__http_header_next(const struct weft__http_request *r, const char *buf, const char *name,
+                                   uint32_t *at, size_t *len)
 {
 	size_t nn = strlen(name);
-	for (uint32_t i = 0; i < r->nheaders; i++) {
+	for (uint32_t i = *at; i < r->nheaders; i++) {
 		const struct weft__http_header *h = &r->headers[i];
 		if (h->name.len != nn)
 			continue;
@@ -432,11 +432,20 @@ const char *weft__http_header_get(const struct weft__http_request *r, const char
 		while (k < nn && lower(hn[k]) == lower(name[k]))
 			k++;
 		if (k == nn) {
+			*at = i + 1;
 			*len = h->value.len;
 			return buf + h->value.off;
 		}
 	}
+	*at = r->nheaders;
 	return NULL;
+}
+
+const char *weft__http_header_get(const struct weft__http_request *r, const char *buf, const char *name,
+                                  size_t *len)
+{
+	uint32_t at = 0;
+	return weft__http_header_next(r, buf, name, &at, len);
 }
 
 /* Ends the segment out[seg, *o) that a '/' (or the end) closes. Dot segments are judged

@@ -149,6 +149,11 @@ WEFT_INTERNAL int weft__http_result_status(int result);
 WEFT_INTERNAL const char *weft__http_header_get(const struct weft__http_request *r, const char *buf,
                                                 const char *name, size_t *len);
 
+/* The next header named `name` from line *at on (start with *at = 0), or NULL when no
+ * more; *at is moved past it. Walks every line of a repeated field (RFC 9110 5.3). */
+WEFT_INTERNAL const char *weft__http_header_next(const struct weft__http_request *r, const char *buf,
+                                                 const char *name, uint32_t *at, size_t *len);
+
 static inline const char *weft__http_str(const char *buf, struct weft__http_slice s)
 {
 	return buf + s.off;
@@ -276,5 +281,16 @@ WEFT_INTERNAL int weft__http_format_part(char *out, size_t cap, const char *boun
  * else the strong one (a weak tag never matches, for If-Range). A malformed list matches
  * nothing. */
 WEFT_INTERNAL bool weft__http_etag_match(const char *list, size_t len, const char *etag, bool weak);
+
+/* weft__http_etag_match over every line of the field `name` of r (RFC 9110 5.3: repeated
+ * lines make one list): 1 when a tag (or "*") of any line matches, 0 when none does, -1
+ * when the field is absent. */
+WEFT_INTERNAL int weft__http_etag_match_lines(const struct weft__http_request *r, const char *buf,
+                                              const char *name, const char *etag, bool weak);
+
+/* The date of the single-valued field `name` of r into *t: false when it is absent,
+ * unreadable, or repeated (an invalid field, which RFC 9110 13.1.3/13.1.4 says to ignore). */
+WEFT_INTERNAL bool weft__http_date_header(const struct weft__http_request *r, const char *buf, const char *name,
+                                          int64_t *t);
 
 #endif

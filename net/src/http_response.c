@@ -294,3 +294,28 @@ bool weft__http_etag_match(const char *list, size_t len, const char *etag, bool 
 	}
 	return false;
 }
+
+int weft__http_etag_match_lines(const struct weft__http_request *r, const char *buf, const char *name,
+                                const char *etag, bool weak)
+{
+	uint32_t at = 0;
+	size_t len;
+	const char *v;
+	int m = -1;
+	while ((v = weft__http_header_next(r, buf, name, &at, &len))) {
+		if (weft__http_etag_match(v, len, etag, weak))
+			return 1;
+		m = 0;
+	}
+	return m;
+}
+
+bool weft__http_date_header(const struct weft__http_request *r, const char *buf, const char *name, int64_t *t)
+{
+	uint32_t at = 0;
+	size_t len, len2;
+	const char *v = weft__http_header_next(r, buf, name, &at, &len);
+	if (!v || weft__http_header_next(r, buf, name, &at, &len2))
+		return false;   /* absent, or repeated: a single date twice is no valid date */
+	return weft__http_parse_date(v, len, t) == 0;
+}

@@ -55,8 +55,12 @@ static int upload_preconditions(struct hconn *hc, int dirfd, const char *name)
 	if (weft__http_preconditions(hc, false, exists, etag, mtime))
 		return 412;
 	size_t len;
-	const char *v = weft__http_header_get(&hc->req, hc->in, "If-None-Match", &len);
-	hc->up_noreplace = v && len == 1 && v[0] == '*';
+	const char *v;
+	uint32_t at = 0;
+	hc->up_noreplace = false;   /* If-None-Match: * on any of its lines */
+	while ((v = weft__http_header_next(&hc->req, hc->in, "If-None-Match", &at, &len)))
+		if (len == 1 && v[0] == '*')
+			hc->up_noreplace = true;
 	hc->up_guard = exists && (weft__http_header_get(&hc->req, hc->in, "If-Match", &len) ||
 				  weft__http_header_get(&hc->req, hc->in, "If-Unmodified-Since", &len));
 	memcpy(hc->up_etag, etag, sizeof etag);

@@ -1034,8 +1034,31 @@ static void test_http_parse_dates_and_etags(void **state)
 	assert_false(M("", true));
 #undef M
 
-	/* the parser flags conditional requests, and only those */
+	/* repeated If-Match / If-None-Match lines: one list; dates: only a single line */
 	struct weft__http_request r;
+	const char *rep = "GET / HTTP/1.1\r\nIf-None-Match: \"x\"\r\nHost: a\r\nif-none-match: \"y\", \"1a-2b-3c\"\r\n"
+			  "If-Match: \"x\"\r\nIf-Match: W/\"1a-2b-3c\"\r\nIf-Match: \"z\"\r\n"
+			  "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+			  "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+			  "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+	assert_int_equal(parse_all(&r, rep, strlen(rep), NULL), WEFT_HTTP_OK);
+	assert_int_equal(weft__http_etag_match_lines(&r, rep, "If-None-Match", tag, true), 1);
+	assert_int_equal(weft__http_etag_match_lines(&r, rep, "If-Match", tag, false), 0);   /* W/: strong */
+	assert_int_equal(weft__http_etag_match_lines(&r, rep, "If-Match", tag, true), 1);
+	assert_int_equal(weft__http_etag_match_lines(&r, rep, "If-Range", tag, true), -1);   /* absent */
+	int64_t when = 0;
+	assert_true(weft__http_date_header(&r, rep, "If-Modified-Since", &when));
+	assert_int_equal(when, 784111777);
+	assert_false(weft__http_date_header(&r, rep, "If-Unmodified-Since", &when));   /* twice: invalid */
+	assert_false(weft__http_date_header(&r, rep, "Date", &when));
+	uint32_t at = 0;
+	size_t vl;
+	unsigned lines = 0;
+	while (weft__http_header_next(&r, rep, "IF-MATCH", &at, &vl))
+		lines++;
+	assert_int_equal(lines, 3);
+
+	/* the parser flags conditional requests, and only those */
 	const char *req = "GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\n\r\n";
 	assert_int_equal(parse_all(&r, req, strlen(req), NULL), WEFT_HTTP_OK);
 	assert_true(r.conditional);

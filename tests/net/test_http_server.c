@@ -1270,6 +1270,124 @@ static int put_cond(struct client *c, const char *path, const char *hdrs, const 
 	return r->status;
 }
 
+/* Repeated If-Match / If-None-Match lines make one list (RFC 9110 5.3): a tag on any line
+ * counts. A repeated If-Modified-Since / If-Unmodified-Since is no valid date: ignored. */
+static void test_preconditions_repeated(void **state)
+{
+	struct fixture *f = *state;
+	struct client c;
+	cl_open(&c, f->port);
+	struct resp r;
+	char req[768], etag[128], lm[64];
+	const char *epoch = "Thu, 01 Jan 1970 00:00:00 GMT";
+	for (int k = 0; k < 2; k++) {   /* small.txt (cacheable), data.bin (sendfile) */
+		const char *path = k ? "/data.bin" : "/small.txt";
+		size_t size = k ? f->data_len : 12;
+		validators(&c, path, etag, sizeof etag, lm, sizeof lm);
+		/* If-None-Match: the tag (or *) only on the second line: 304 */
+		const char *second[] = { etag, "*" };
+		for (int i = 0; i < 3; i++) {
+			if (i < 2)
+				snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"nope\"\r\n"
+					 "If-None-Match: %s\r\n\r\n", path, second[i]);
+			else   /* the tag on the first line: it still counts */
+				snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n"
+					 "If-None-Match: \"a\", \"b\"\r\n\r\n", path, etag);
+			assert_int_equal(ask(&c, req, &r), 304);
+			assert_int_equal(r.content_length, -1);
+			resp_free(&r);
+		}
+		/* on neither line: 200 and the bytes */
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"nope\"\r\n"
+			 "If-None-Match: \"a\", W/\"b\"\r\n\r\n", path);
+		assert_int_equal(ask(&c, req, &r), 200);
+		assert_int_equal(r.body_len, size);
+		resp_free(&r);
+		/* If-Match: only the second line matches (the tag, *): the file, not 412 */
+		const char *im[] = { etag, "*" };
+		for (int i = 0; i < 2; i++) {
+			snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\n"
+				 "If-Match: %s\r\n\r\n", path, im[i]);
+			assert_int_equal(ask(&c, req, &r), 200);
+			assert_int_equal(r.body_len, size);
+			assert_memory_equal(r.body, k ? (const char *)f->data : "hello, weft\n", size);
+			resp_free(&r);
+		}
+		/* neither line (a weak form fails the strong comparison): 412, GET and HEAD */
+		for (int h = 0; h < 2; h++) {
+			snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\n"
+				 "If-Match: \"x\", W/%s\r\n\r\n", h ? "HEAD" : "GET", path, etag);
+			assert_int_equal(ask(&c, req, &r), 412);
+			assert_412(&r);
+		}
+		/* a matching second If-Match line still lets a failed If-None-Match answer 304 */
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\nIf-Match: %s\r\n"
+			 "If-None-Match: %s\r\n\r\n", path, etag, etag);
+		assert_int_equal(ask(&c, req, &r), 304);
+		resp_free(&r);
+		/* each date alone decides (304, 412); sent twice, even the same date, the field
+		 * is invalid and ignored: 200 and the bytes */
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: %s\r\n\r\n", path, lm);
+		assert_int_equal(ask(&c, req, &r), 304);
+		resp_free(&r);
+		const char *ims[][2] = { { lm, lm }, { epoch, lm }, { lm, epoch } };
+		for (int i = 0; i < 3; i++) {
+			snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: %s\r\n"
+				 "If-Modified-Since: %s\r\n\r\n", path, ims[i][0], ims[i][1]);
+			assert_int_equal(ask(&c, req, &r), 200);
+			assert_int_equal(r.body_len, size);
+			resp_free(&r);
+		}
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Unmodified-Since: %s\r\n\r\n", path,
+			 epoch);
+		assert_int_equal(ask(&c, req, &r), 412);
+		resp_free(&r);
+		const char *ius[][2] = { { epoch, epoch }, { lm, epoch }, { epoch, lm } };
+		for (int i = 0; i < 3; i++) {
+			snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nIf-Unmodified-Since: %s\r\n"
+				 "If-Unmodified-Since: %s\r\n\r\n", path, ius[i][0], ius[i][1]);
+			assert_int_equal(ask(&c, req, &r), 200);
+			assert_int_equal(r.body_len, size);
+			resp_free(&r);
+		}
+	}
+	/* PUT, with Content-Length and chunked bodies */
+	char hdr[384];
+	for (int ch = 0; ch < 2; ch++) {
+		const char *fresh = ch ? "sub/rc.txt" : "sub/rn.txt";
+		char url[64];
+		snprintf(url, sizeof url, "/%s", fresh);
+		/* If-None-Match: * on the second line: create-only */
+		const char *inm = "If-None-Match: \"x\"\r\nIf-None-Match: *\r\n";
+		assert_int_equal(put_cond(&c, url, inm, "first", ch, &r), 201);
+		assert_int_equal(put_cond(&c, url, inm, "second", ch, &r), 412);
+		assert_412(&r);
+		assert_file(f, fresh, "first");
+		/* If-Match: the current tag on the second line replaces (204) */
+		validators(&c, url, etag, sizeof etag, lm, sizeof lm);
+		snprintf(hdr, sizeof hdr, "If-Match: \"nope\"\r\nIf-Match: %s\r\n", etag);
+		assert_int_equal(put_cond(&c, url, hdr, "third!", ch, &r), 204);
+		assert_file(f, fresh, "third!");
+		/* the same tag, now stale, on the second line: 412; no line matching: 412 */
+		assert_int_equal(put_cond(&c, url, hdr, "fourth", ch, &r), 412);
+		assert_412(&r);
+		assert_int_equal(put_cond(&c, url, "If-Match: \"a\"\r\nIf-Match: \"b\"\r\n", "fifth", ch, &r), 412);
+		assert_file(f, fresh, "third!");
+		/* If-None-Match with the current tag on the second line refuses too */
+		validators(&c, url, etag, sizeof etag, lm, sizeof lm);
+		snprintf(hdr, sizeof hdr, "If-None-Match: \"nope\"\r\nIf-None-Match: %s\r\n", etag);
+		assert_int_equal(put_cond(&c, url, hdr, "sixth", ch, &r), 412);
+		assert_file(f, fresh, "third!");
+		/* a repeated If-Unmodified-Since is ignored: the upload goes through */
+		snprintf(hdr, sizeof hdr, "If-Unmodified-Since: %s\r\nIf-Unmodified-Since: %s\r\n", epoch, epoch);
+		assert_int_equal(put_cond(&c, url, hdr, "seventh", ch, &r), 204);
+		assert_file(f, fresh, "seventh");
+	}
+	/* every answer kept the connection */
+	get_expect(&c, "/small.txt", "hello, weft\n");
+	cl_close(&c);
+}
+
 static void test_preconditions_put(void **state)
 {
 	struct fixture *f = *state;
@@ -2127,6 +2245,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_conditional, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preconditions_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preconditions_put, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preconditions_repeated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multirange, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunked_put, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunked_interrupted, setup, teardown),
