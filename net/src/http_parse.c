@@ -52,6 +52,46 @@ static struct weft__http_slice slice(const char *buf, const char *p, size_t n)
 	return (struct weft__http_slice){ (uint32_t)(p - buf), (uint32_t)n };
 }
 
+/* What a Transfer-Encoding list makes of the body (RFC 9112 6.1, 6.3), empty elements
+ * ignored (RFC 9110 5.6.1.2): TE_CHUNKED chunked alone; TE_OTHER chunked final after
+ * other codings, or with a parameter (weft applies neither: 501); TE_UNFRAMED chunked
+ * not final or no coding at all (the length cannot be known: 400 and close). */
+enum { TE_UNFRAMED, TE_CHUNKED, TE_OTHER };
+
+static uint8_t te_kind(const char *v, size_t vn)
+{
+	const char *last = NULL;
+	size_t last_n = 0, n = 0;
+	for (size_t i = 0; i <= vn;) {
+		size_t e = i;
+		while (e < vn && v[e] != ',')
+			e++;
+		size_t a = i, z = e;
+		while (a < z && (v[a] == ' ' || v[a] == '\t'))
+			a++;
+		while (z > a && (v[z - 1] == ' ' || v[z - 1] == '\t'))
+			z--;
+		if (z > a) {
+			last = v + a;
+			last_n = z - a;
+			n++;
+		}
+		i = e + 1;
+	}
+	if (!last)
+		return TE_UNFRAMED;
+	if (eq_ci(last, last_n, "chunked"))
+		return n == 1 ? TE_CHUNKED : TE_OTHER;
+	/* the coding's name ends at a parameter's ';' (OWS allowed before it) */
+	size_t k = 0;
+	while (k < last_n && last[k] != ';' && last[k] != ' ' && last[k] != '\t')
+		k++;
+	size_t q = k;
+	while (q < last_n && (last[q] == ' ' || last[q] == '\t'))
+		q++;
+	return q < last_n && last[q] == ';' && eq_ci(last, k, "chunked") ? TE_OTHER : TE_UNFRAMED;
+}
+
 /* Decimal without sign, at most 2^63 - 1. */
 static bool parse_u63(const char *p, size_t n, uint64_t *out)
 {
@@ -283,7 +323,7 @@ static int note_header(struct weft__http_request *r, const char *n, size_t nn, c
 		if (eq_ci(n, nn, "transfer-encoding")) {
 			if (r->te_ < 2)
 				r->te_++;
-			r->te_chunked_ = eq_ci(v, vn, "chunked");
+			r->te_chunked_ = te_kind(v, vn);
 		}
 		break;
 	case 'e':
@@ -336,11 +376,12 @@ static int finish_head(struct weft__http_request *r)
 	if (r->te_) {
 		/* Both framings at once is the request-smuggling shape (RFC 9112 6.1), and so
 		 * are two Transfer-Encoding lines (which coding applies last?) and one from an
-		 * HTTP/1.0 client (6.1: its framing is faulty). Of the codings only chunked is
-		 * understood, alone: anything else is 501, as nginx answers. */
-		if (r->content_length >= 0 || r->te_ > 1 || r->version_minor == 0)
+		 * HTTP/1.0 client (6.1: its framing is faulty). Chunked not the final coding
+		 * leaves the length unknown: 400 and close (6.3). Of the codings only chunked is
+		 * understood, alone: other codings before it are 501, as nginx answers. */
+		if (r->content_length >= 0 || r->te_ > 1 || r->version_minor == 0 || r->te_chunked_ == TE_UNFRAMED)
 			return WEFT_HTTP_BAD_REQUEST;
-		if (!r->te_chunked_)
+		if (r->te_chunked_ == TE_OTHER)
 			return WEFT_HTTP_NOT_IMPLEMENTED;
 		r->chunked = true;
 	}

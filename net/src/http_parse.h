@@ -45,12 +45,13 @@ enum weft__http_result {
 	WEFT_HTTP_OK = 0,                   /* head complete; head_len bytes consumed */
 	WEFT_HTTP_INCOMPLETE,               /* need more bytes */
 	WEFT_HTTP_BAD_REQUEST,              /* 400: malformed; also Transfer-Encoding with a
-	                                     * Content-Length, twice, or from HTTP/1.0 */
+	                                     * Content-Length, twice, from HTTP/1.0, or
+	                                     * without chunked as its final coding */
 	WEFT_HTTP_URI_TOO_LONG,             /* 414: request line longer than max_head */
 	WEFT_HTTP_HEADERS_TOO_LARGE,        /* 431: head over max_head or max_headers */
 	WEFT_HTTP_METHOD_NOT_ALLOWED,       /* 405: a standard method weft-server refuses */
-	WEFT_HTTP_NOT_IMPLEMENTED,          /* 501: unknown method, or a Transfer-Encoding
-	                                     * other than exactly "chunked" */
+	WEFT_HTTP_NOT_IMPLEMENTED,          /* 501: unknown method, or other codings (or a
+	                                     * parameter) with a final chunked */
 	WEFT_HTTP_VERSION_NOT_SUPPORTED,    /* 505: HTTP/2 and above spoken as text */
 	WEFT_HTTP_EXPECTATION_FAILED,       /* 417: an Expect other than 100-continue */
 };

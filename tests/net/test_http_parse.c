@@ -302,8 +302,9 @@ static void test_http_parse_content_length(void **state)
 	/* two different lengths: ambiguous framing */
 	expect_result("PUT /f HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n",
 	              WEFT_HTTP_BAD_REQUEST);
-	/* Transfer-Encoding: chunked is the framing (no length); any other coding 501; with a
-	 * Content-Length too, twice, or from HTTP/1.0: smuggling shapes (400) */
+	/* Transfer-Encoding: chunked is the framing (no length); other codings before it 501,
+	 * chunked not final 400; with a Content-Length too, twice, or from HTTP/1.0:
+	 * smuggling shapes (400) */
 	check("PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", WEFT_HTTP_OK, &r);
 	assert_true(r.chunked);
 	assert_int_equal(r.content_length, -1);
@@ -311,13 +312,36 @@ static void test_http_parse_content_length(void **state)
 	assert_true(r.chunked);
 	check("PUT /f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n", WEFT_HTTP_OK, &r);
 	assert_false(r.chunked);
-	static const char *const codings[] = { "gzip", "gzip, chunked", "chunked, gzip", "identity", "chunked;x=1",
-		"chunked, chunked", "" };
-	for (size_t i = 0; i < sizeof codings / sizeof codings[0]; i++) {
+	/* empty list elements are ignored (RFC 9110 5.6.1.2): chunked alone all the same */
+	static const char *const alone[] = { "chunked", "CHUNKED", ", chunked", "chunked ,", " , chunked,\t," };
+	for (size_t i = 0; i < sizeof alone / sizeof alone[0]; i++) {
 		char buf[160];
-		snprintf(buf, sizeof buf, "PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: %s\r\n\r\n", codings[i]);
+		snprintf(buf, sizeof buf, "PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: %s\r\n\r\n", alone[i]);
+		check(buf, WEFT_HTTP_OK, &r);
+		assert_true(r.chunked);
+		assert_int_equal(r.content_length, -1);
+	}
+	/* chunked final after a coding weft does not apply, or with a parameter: 501 (RFC
+	 * 9112 6.1) */
+	static const char *const unknown[] = { "gzip, chunked", "gzip,chunked", "x-foo , chunked", "chunked, chunked",
+		"chunked;x=1", "gzip, chunked;x=1", "gzip, , chunked" };
+	for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+		char buf[160];
+		snprintf(buf, sizeof buf, "PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: %s\r\n\r\n", unknown[i]);
 		expect_result(buf, WEFT_HTTP_NOT_IMPLEMENTED);
 	}
+	/* chunked not the final coding (or none at all): the body length cannot be known,
+	 * 400 and close (RFC 9112 6.3); identity is no registered coding any more, so it is
+	 * one of those too */
+	static const char *const unframed[] = { "gzip", "chunked, gzip", "chunked,gzip", "identity", "chunked, identity",
+		"", ",", " , ", "chunkedx", "xchunked", "chunked gzip", "gzip;q=chunked" };
+	for (size_t i = 0; i < sizeof unframed / sizeof unframed[0]; i++) {
+		char buf[160];
+		snprintf(buf, sizeof buf, "PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: %s\r\n\r\n", unframed[i]);
+		struct weft__http_request q;
+		check(buf, WEFT_HTTP_BAD_REQUEST, &q);
+	}
+	expect_result("GET /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", WEFT_HTTP_BAD_REQUEST);
 	expect_result("PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
 	              WEFT_HTTP_BAD_REQUEST);
 	expect_result("PUT /f HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", WEFT_HTTP_BAD_REQUEST);

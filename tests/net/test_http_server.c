@@ -1869,7 +1869,8 @@ static void test_chunked_put(void **state)
 	cl_close(&c);
 
 	/* refusals, each answered and closed, leaving no file: bad framing 400, a chunk over
-	 * --max-upload 413, another coding 501, both framings or two codings 400 */
+	 * --max-upload 413, another coding before chunked 501, chunked not final 400, both
+	 * framings or two Transfer-Encoding lines 400 */
 	struct {
 		const char *req;
 		int status;
@@ -1880,8 +1881,16 @@ static void test_chunked_put(void **state)
 		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
 		  "3\r\nabc\r\n0\r\nBad Trailer\r\n\r\n", 400 },
 		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n8000001\r\n", 413 },
-		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
 		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		  501 },
+		/* chunked not final: no body length, 400 and close (RFC 9112 6.3) */
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+		  "3\r\nabc\r\n0\r\n\r\n", 400 },
+		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\n\r\nabc", 400 },
+		{ "GET /small.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+		  "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", 400 },
 		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
 		  "0\r\n\r\n", 400 },
 		{ "PUT /sub/bad.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -1894,8 +1903,11 @@ static void test_chunked_put(void **state)
 		assert_true(cl_response(&c, &r, false));
 		if (r.status != bad[i].status)
 			fail_msg("case %zu: %d, want %d", i, r.status, bad[i].status);
+		size_t vl;
+		const char *v = find_header(&r, "Connection", &vl);
+		assert_true(v && vl == 5 && strncasecmp(v, "close", 5) == 0);
 		resp_free(&r);
-		assert_true(cl_sees_close(&c));
+		assert_true(cl_sees_close(&c));   /* and nothing more: the pipelined GET unanswered */
 		cl_close(&c);
 	}
 	assert_file(f, "sub/bad.bin", NULL);
