@@ -1,6 +1,7 @@
 /* http_range.c - resolving a parsed Range header against an entity size: one range for
  * a plain 206, or the span list of multipart/byteranges in the order asked, overlapping
- * or adjacent specs coalesced (RFC 9110 14). The header itself is parsed with the request head in http_parse.c. */
+ * or adjacent specs coalesced (RFC 9110 14). The header itself is parsed with the
+ * request head in http_parse.c. */
 #include <errno.h>
 
 #include "http_parse.h"
