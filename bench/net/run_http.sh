@@ -31,6 +31,10 @@
 #   -S  size of the small file in bytes (default 150)
 #   -a  extra arguments for weft-server (e.g. "--file-cache-ms 0")
 #   -I  do not install anything (rows of missing servers read "not installed")
+#   -p  pin: a server with N threads runs on the last N CPUs and wrk on the others
+#       (taskset), so every server gets the same CPU budget whatever threads of its own
+#       it runs (weft-server's port has a reaper thread beside its N port threads); a
+#       cell with no CPU left for wrk runs unpinned
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -47,13 +51,14 @@ SERVERS="weft-uring weft-epoll nginx h2o"
 SMALL=150
 WEFT_ARGS=
 INSTALL=1
+PIN=0
 
 usage() { sed -n '2,/^set -euo pipefail$/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
-while getopts B:w:o:d:r:n:c:t:s:S:a:Ih opt; do
+while getopts B:w:o:d:r:n:c:t:s:S:a:Iph opt; do
 	case $opt in
 	B) BUILD=$OPTARG ;; w) WEFT=$OPTARG ;; o) OUT=$OPTARG ;; d) DUR=$OPTARG ;;
 	r) REPEAT=$OPTARG ;; n) NTHREADS=$OPTARG ;; c) CONNS=$OPTARG ;; t) WTHREADS=$OPTARG ;;
-	s) SERVERS=$OPTARG ;; S) SMALL=$OPTARG ;; a) WEFT_ARGS=$OPTARG ;; I) INSTALL=0 ;;
+	s) SERVERS=$OPTARG ;; S) SMALL=$OPTARG ;; a) WEFT_ARGS=$OPTARG ;; I) INSTALL=0 ;; p) PIN=1 ;;
 	h) usage 0 ;; *) usage ;;
 	esac
 done
@@ -144,12 +149,23 @@ EOF
 
 # server_start NAME THREADS PORT: starts one server in the background (SERVER_PID); false
 # when it is not installed.
+# pin_for THREADS: sets SRV_PIN / WRK_PIN (taskset prefixes, empty when unpinned).
+NCPU=$(nproc)
+pin_for() {
+	SRV_PIN=() WRK_PIN=()
+	if [ "$PIN" = 1 ] && [ "$1" -lt "$NCPU" ]; then
+		SRV_PIN=(taskset -c "$((NCPU - $1))-$((NCPU - 1))")
+		WRK_PIN=(taskset -c "0-$((NCPU - $1 - 1))")
+	fi
+}
+
 server_start() {
 	local name=$1 n=$2 port=$3 dir=$TMP/$1-$2
 	mkdir -p "$dir"
+	pin_for "$n"
 	case $name in
 	weft-*)
-		"$WEFT" --mode http --root "$DOC" --listen "127.0.0.1:$port" --threads "$n" \
+		"${SRV_PIN[@]}" "$WEFT" --mode http --root "$DOC" --listen "127.0.0.1:$port" --threads "$n" \
 			--backend "${name#weft-}" $WEFT_ARGS >> "$OUT/raw/$name-$n.server" 2>&1 &
 		SERVER_PID=$!
 		;;
@@ -181,7 +197,7 @@ http {
 	}
 }
 EOF
-		"$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >> "$OUT/raw/$name-$n.server" 2>&1 &
+		"${SRV_PIN[@]}" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >> "$OUT/raw/$name-$n.server" 2>&1 &
 		SERVER_PID=$!
 		;;
 	h2o)
@@ -200,7 +216,7 @@ hosts:
       "/":
         file.dir: $DOC
 EOF
-		"$H2O" -c "$dir/h2o.conf" >> "$OUT/raw/$name-$n.server" 2>&1 &
+		"${SRV_PIN[@]}" "$H2O" -c "$dir/h2o.conf" >> "$OUT/raw/$name-$n.server" 2>&1 &
 		SERVER_PID=$!
 		;;
 	esac
@@ -236,10 +252,10 @@ run_cell() {
 	for file in small.txt 1m.bin; do
 		local url=http://127.0.0.1:$port/$file tag=$name-$n-$file
 		# a short warm-up (page cache, open-file caches, connections), then the run
-		wrk -t"$WTHREADS" -c"$CONNS" -d1s "$url" > /dev/null 2>&1 || true
+		"${WRK_PIN[@]}" wrk -t"$WTHREADS" -c"$CONNS" -d1s "$url" > /dev/null 2>&1 || true
 		local c0 c1 out
 		c0=$(cpu_ticks "$SERVER_PID")
-		out=$(wrk -t"$WTHREADS" -c"$CONNS" -d"${DUR}s" -s "$TMP/report.lua" "$url" 2>&1) || true
+		out=$("${WRK_PIN[@]}" wrk -t"$WTHREADS" -c"$CONNS" -d"${DUR}s" -s "$TMP/report.lua" "$url" 2>&1) || true
 		c1=$(cpu_ticks "$SERVER_PID")
 		{ echo "== run $rep"; echo "$out"; } >> "$OUT/raw/$tag.wrk"
 		local line
@@ -309,7 +325,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2fx",
 	echo "- date: $START to $(date -u '+%H:%M UTC'); host: $(uname -srm); CPUs: $(nproc); commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "- parallelism check (2 threads of a read loop vs 1): before: ${PAR#PARALLEL }; after: ${PAR_AFTER#PARALLEL } (>= 1.7 trustworthy)"
 	echo "- loadavg before: $LOAD0; after: $(cut -d' ' -f1-3 /proc/loadavg); wall time of the runs: $((T1 - T0)) s"
-	echo "- load: wrk -t$WTHREADS -c$CONNS -d${DUR}s (after a 1 s warm-up) per run, $REPEAT runs per cell interleaved across servers, medians; the wrk client shares the CPUs with the server"
+	if [ "$PIN" = 1 ]; then
+		echo "- load: wrk -t$WTHREADS -c$CONNS -d${DUR}s (after a 1 s warm-up) per run, $REPEAT runs per cell interleaved across servers, medians; pinned (-p): a server with N threads on the last N of the $NCPU CPUs and wrk on the others (taskset), unpinned where no CPU is left for wrk"
+	else
+		echo "- load: wrk -t$WTHREADS -c$CONNS -d${DUR}s (after a 1 s warm-up) per run, $REPEAT runs per cell interleaved across servers, medians; the wrk client shares the CPUs with the server"
+	fi
 	echo "- files: small.txt ($SMALL B), 1m.bin (1 MiB); threads = weft-server --threads, nginx worker_processes, h2o num-threads"
 	echo "- weft-server: $WEFT --mode http ${WEFT_ARGS} (repository HEAD above; a -w binary may be older); nginx: sendfile, tcp_nopush, open_file_cache, access_log off, keepalive_requests 1e8; h2o: defaults (file.dir)"
 	echo "- CPU: the server's utime+stime during the timed run (all its processes/threads), from /proc/<pid>/stat"
