@@ -275,13 +275,18 @@ int weft__http_preconditions(struct hconn *hc, bool get, bool exists, const char
 }
 
 /* If-Range (RFC 9110 13.1.5): the Range applies only while the validator still matches
- * (an entity tag by the strong comparison, or exactly the Last-Modified date). */
+ * (an entity tag by the strong comparison, or exactly the Last-Modified date). The field
+ * holds one validator: repeated, it is invalid, and the Range is ignored (the whole
+ * entity, the answer that is always safe). */
 static bool range_applies(struct hconn *hc, const char *etag, int64_t mtime)
 {
-	size_t len;
-	const char *v = weft__http_header_get(&hc->req, hc->in, "If-Range", &len);
+	size_t len, len2;
+	uint32_t at = 0;
+	const char *v = weft__http_header_next(&hc->req, hc->in, "If-Range", &at, &len);
 	if (!v)
 		return true;
+	if (weft__http_header_next(&hc->req, hc->in, "If-Range", &at, &len2))
+		return false;
 	if (len && (v[0] == '"' || v[0] == 'W'))
 		return weft__http_etag_match(v, len, etag, false);
 	int64_t t;
