@@ -61,8 +61,11 @@ static int upload_preconditions(struct hconn *hc, int dirfd, const char *name)
 	while ((v = weft__http_header_next(&hc->req, hc->in, "If-None-Match", &at, &len)))
 		if (len == 1 && v[0] == '*')
 			hc->up_noreplace = true;
+	/* what held must still hold at the rename: an If-Match, or an If-Unmodified-Since
+	 * that counted (a single readable date; an invalid one was ignored above) */
+	int64_t t;
 	hc->up_guard = exists && (weft__http_header_get(&hc->req, hc->in, "If-Match", &len) ||
-				  weft__http_header_get(&hc->req, hc->in, "If-Unmodified-Since", &len));
+				  weft__http_date_header(&hc->req, hc->in, "If-Unmodified-Since", &t));
 	memcpy(hc->up_etag, etag, sizeof etag);
 	return 0;
 }

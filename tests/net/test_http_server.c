@@ -1478,8 +1478,28 @@ static void test_preconditions_put(void **state)
 	assert_true(cl_response(&a, &r, false));
 	assert_412(&r);
 	assert_file(f, "sub/race.txt", "DDDDDD");
+	/* an If-Unmodified-Since that was ignored at the start (sent twice, or unreadable)
+	 * guards nothing at the end either: the file replaced meanwhile, the upload still
+	 * goes through (204) */
+	const char *ius[2] = { "If-Unmodified-Since: Fri, 31 Dec 9999 23:59:59 GMT\r\n"
+			       "If-Unmodified-Since: Fri, 31 Dec 9999 23:59:59 GMT\r\n",
+			       "If-Unmodified-Since: yesterday\r\n" };
+	for (int i = 0; i < 2; i++) {
+		snprintf(hdr, sizeof hdr, "PUT /sub/race.txt HTTP/1.1\r\nHost: t\r\n%sContent-Length: 6\r\n"
+			 "Expect: 100-continue\r\n\r\n", ius[i]);
+		cl_sends(&a, hdr);
+		assert_true(cl_response(&a, &r, true));
+		assert_int_equal(r.status, 100);
+		cl_sends(&a, "EEE");
+		assert_int_equal(put_cond(&b, "/sub/race.txt", "", "FFFFFF", false, &r), 204);
+		cl_sends(&a, i ? "EEe" : "EEE");
+		assert_true(cl_response(&a, &r, false));
+		assert_int_equal(r.status, 204);
+		resp_free(&r);
+		assert_file(f, "sub/race.txt", i ? "EEEEEe" : "EEEEEE");
+	}
 	/* both connections still usable */
-	get_expect(&a, "/sub/race.txt", "DDDDDD");
+	get_expect(&a, "/sub/race.txt", "EEEEEe");
 	get_expect(&b, "/small.txt", "hello, weft\n");
 	cl_close(&a);
 	cl_close(&b);
