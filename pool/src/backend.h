@@ -130,6 +130,16 @@ struct weft__backend_ops {
 	void (*finish)(void *be, struct weft__op *op);
 	/* The reaper loop: waits for finished stages and reports them, until stopped. */
 	void (*wait)(void *be);
+	/* Optional, the solo mode (weft__port_solo): asks the reaper to call
+	 * weft__port_run_solo from its loop, so the port's one user thread is the reaper
+	 * itself; 0, or -ENOTSUP when this backend's reaper cannot. Under the io lock. */
+	int (*solo)(void *be);
+	/* Solo mode, on the reaper thread inside weft_port_get: reaps until *word is no
+	 * longer `sleeping` (a waker then writes kick_fd) or the deadline (NULL: none)
+	 * passes: 0 or -ETIMEDOUT. Sleeps only when nothing is left to submit or reap. */
+	int (*sleep)(void *be, const uint32_t *word, uint32_t sleeping, const struct timespec *dl);
+	/* Solo mode: the fd a waker writes 8 bytes to, to end sleep. */
+	int (*kick_fd)(void *be);
 	/* Stops wait (the port is closing, nothing is in flight); under the io lock. */
 	void (*wake)(void *be);
 };
@@ -146,6 +156,9 @@ WEFT_INTERNAL void weft__port_stage_done_locked(weft_port *port, struct weft__op
  * list, so any pointer may be asked about: one that finished may already be reused,
  * and only a live op's fields may be read. */
 WEFT_INTERNAL bool weft__port_op_live(weft_port *port, struct weft__op *op);
+/* Called by a reaper asked for it (ops->solo), from its loop: runs the solo function
+ * (the port's one user thread, weft__port_solo) on the reaper thread, then returns. */
+WEFT_INTERNAL void weft__port_run_solo(weft_port *port);
 /* The port's io lock, for a reaper that drains under it. */
 WEFT_INTERNAL void weft__port_io_lock(weft_port *port);
 WEFT_INTERNAL bool weft__port_io_trylock(weft_port *port);
@@ -160,6 +173,20 @@ WEFT_INTERNAL int weft__sendfile_some(struct weft__op *op);
  * request/response exchange then never waits for a sleeping reaper to be scheduled
  * (~10-40 us on a busy VM), and an idle port costs at most this much CPU. */
 #define WEFT__REAPER_SPIN_NS 30000u
+
+/* Milliseconds left until the CLOCK_MONOTONIC deadline dl, rounded up so a sleep never
+ * ends before it (0: passed; -1: no deadline), for poll and epoll_wait. */
+static inline int weft__ms_left(const struct timespec *dl)
+{
+	if (!dl)
+		return -1;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t left = (int64_t)(dl->tv_sec - now.tv_sec) * 1000000000 + (dl->tv_nsec - now.tv_nsec);
+	if (left <= 0)
+		return 0;
+	return left >= (int64_t)INT32_MAX * 1000000 ? INT32_MAX : (int)((left + 999999) / 1000000);
+}
 
 static inline uint64_t weft__now_ns(void)
 {

@@ -86,6 +86,7 @@ struct ep {
 	weft_port *port;
 	int epfd, evfd;
 	uint32_t stop;		 /* atomic: set by wake */
+	uint32_t solo_req;	 /* atomic: the reaper is to run the port's solo function */
 	uint32_t slock;		 /* guards staged */
 	struct weft__op *staged; /* accept ops waiting for their first bytes */
 	/* The file helpers. flock guards fq..fstop. fidle counts helpers between "queue
@@ -633,6 +634,24 @@ static void staged_event(struct ep *e, struct weft__op *op, bool locked)
 		weft__port_stage_done(e->port, op, r);
 }
 
+/* Handles what one epoll_wait returned, without the io lock. */
+static void events(struct ep *e, const struct epoll_event *ev, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uintptr_t v = (uintptr_t)ev[i].data.ptr;
+		if (v == 0) {
+			uint64_t x;
+			if (read(e->evfd, &x, sizeof x) < 0) {
+				/* EAGAIN: already drained */
+			}
+		} else if (v & 1u) {
+			staged_event(e, (struct weft__op *)(v & ~(uintptr_t)1u), false);
+		} else {
+			dev_event(e, (struct weft__device *)ev[i].data.ptr, false);
+		}
+	}
+}
+
 static void ep_wait(void *be)
 {
 	struct ep *e = be;
@@ -641,26 +660,53 @@ static void ep_wait(void *be)
 	uint32_t spins = 0;
 	/* acquire: pairs with the release in ep_wake. */
 	while (!weft__load_acq(&e->stop)) {
+		/* acquire: pairs with the release in ep_solo */
+		if (weft__load_acq(&e->solo_req)) {
+			weft__store_rlx(&e->solo_req, 0u); /* relaxed: only this thread reads it */
+			weft__port_run_solo(e->port);
+			last = weft__now_ns();
+			continue;
+		}
 		bool spin = weft__now_ns() - last < WEFT__REAPER_SPIN_NS;
 		int n = epoll_wait(e->epfd, ev, 64, spin ? 0 : -1);
 		if (n > 0)
 			last = weft__now_ns();
 		else if (spin && (++spins & 7) == 0)
 			sched_yield(); /* a worker may be waiting for this CPU */
-		for (int i = 0; i < n; i++) {
-			uintptr_t v = (uintptr_t)ev[i].data.ptr;
-			if (v == 0) {
-				uint64_t x;
-				if (read(e->evfd, &x, sizeof x) < 0) {
-					/* EAGAIN: already drained */
-				}
-			} else if (v & 1u) {
-				staged_event(e, (struct weft__op *)(v & ~(uintptr_t)1u), false);
-			} else {
-				dev_event(e, (struct weft__device *)ev[i].data.ptr, false);
-			}
-		}
+		events(e, ev, n);
 	}
+}
+
+/* Solo mode (backend.h), io lock held: the reaper runs the port's solo function. */
+static int ep_solo(void *be)
+{
+	struct ep *e = be;
+	weft__store_rel(&e->solo_req, 1u); /* release: the port's solo fields; pairs with ep_wait */
+	uint64_t one = 1;
+	if (write(e->evfd, &one, sizeof one) < 0) {
+		/* cannot overflow: the reaper reads it down */
+	}
+	return 0;
+}
+
+static int ep_kick_fd(void *be)
+{
+	return ((struct ep *)be)->evfd;
+}
+
+/* Solo mode: the reaper inside weft_port_get sleeps in epoll_wait itself; the wake-up
+ * eventfd (level-triggered, in the set) ends it. */
+static int ep_sleep(void *be, const uint32_t *word, uint32_t sleeping, const struct timespec *dl)
+{
+	struct ep *e = be;
+	struct epoll_event ev[64];
+	int ms = weft__ms_left(dl);
+	/* acquire: pairs with the release exchange of the waker, which then writes evfd */
+	if (weft__load_acq(word) != sleeping)
+		ms = 0;
+	int n = epoll_wait(e->epfd, ev, 64, ms);
+	events(e, ev, n);
+	return n == 0 && weft__load_acq(word) == sleeping ? -ETIMEDOUT : 0;
 }
 
 /* A waiting thread's look while it spins (io lock held): the edges ready now, handled
@@ -716,5 +762,8 @@ const struct weft__backend_ops weft__backend_epoll = {
     .cancel = ep_cancel,
     .poll = ep_poll,
     .wait = ep_wait,
+    .solo = ep_solo,
+    .sleep = ep_sleep,
+    .kick_fd = ep_kick_fd,
     .wake = ep_wake,
 };

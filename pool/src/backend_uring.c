@@ -110,6 +110,7 @@ struct ur {
 	uint32_t single;     /* DEFER_TASKRUN ring: only the reaper may enter the kernel */
 	uint32_t sq_pending; /* atomic: SQEs prepared, waiting for the reaper's submit */
 	uint32_t asleep;     /* io lock: the reaper sleeps (or is about to) on the eventfd */
+	uint32_t solo_req;   /* atomic: the reaper is to run the port's solo function */
 	/* io lock: stages and cancels waiting for room in a full SQ (linked by qnext), which
 	 * only the reaper may submit on a single-issuer ring */
 	struct weft__op *bl_head, *bl_tail;
@@ -793,11 +794,107 @@ static bool cq_nonempty(struct ur *u)
 	return weft__load_acq(u->ring.cq.ktail) != weft__load_acq(u->ring.cq.khead);
 }
 
+/* True when the reaper has something to do: CQEs, SQEs to submit, or (kernel flags)
+ * task_work of its requests or a CQ overflow to flush. */
+static bool reaper_work(struct ur *u)
+{
+	/* acquire: pairs with the release in hand_to_reaper; the flags word is the
+	 * kernel's (TASKRUN: task_work of this thread's requests waits for it) */
+	return cq_nonempty(u) || weft__load_acq(&u->sq_pending) ||
+	       (u->by_reaper &&
+		(weft__load_acq(u->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)));
+}
+
+/* The reaper's round, io lock held: submits what callers prepared, runs this thread's
+ * task_work (its requests' completions), and reports every CQE. Returns the CQEs
+ * reported; *submitted: whether it submitted. */
+static unsigned reaper_round(struct ur *u, bool *submitted)
+{
+	*submitted = false;
+	u->asleep = 0;
+	if (u->by_reaper) {
+		/* eventfd muted: this thread drains next */
+		io_uring_cq_eventfd_toggle(&u->ring, false);
+		if (weft__load_acq(&u->sq_pending)) {
+			weft__store_rlx(&u->sq_pending, 0u); /* relaxed: io lock */
+			io_uring_submit(&u->ring);
+			if (u->bl_head) {
+				backlog_flush(u);
+				io_uring_submit(&u->ring);
+			}
+			*submitted = true;
+		}
+		if (weft__load_acq(u->ring.sq.kflags) & IORING_SQ_TASKRUN)
+			io_uring_get_events(&u->ring);
+		io_uring_cq_eventfd_toggle(&u->ring, true);
+	} else if (u->bl_head) {
+		backlog_flush(u); /* a plain ring: what a failed submit left */
+		io_uring_submit(&u->ring);
+	}
+	return drain_count(u);
+}
+
 static void ur_poll(void *be)
 {
 	struct ur *u = be;
-	if (cq_nonempty(u))
+	bool submitted;
+	if (t_reaper == u && u->by_reaper) {
+		/* the solo thread, spinning in get: it is the reaper, so it does the round */
+		if (reaper_work(u))
+			reaper_round(u, &submitted);
+	} else if (cq_nonempty(u)) {
 		ur_drain(u);
+	}
+}
+
+/* Solo mode, io lock held: the reaper runs the port's solo function from its loop. */
+static int ur_solo(void *be)
+{
+	struct ur *u = be;
+	if (u->efd < 0)
+		return -ENOTSUP; /* a plain ring whose reaper sleeps in the ring: not this */
+	weft__store_rel(&u->solo_req, 1u); /* release: the port's solo fields; pairs with ur_wait */
+	u->asleep = 0;
+	kick(u);
+	return 0;
+}
+
+static int ur_kick_fd(void *be)
+{
+	return ((struct ur *)be)->efd;
+}
+
+/* Solo mode: the reaper inside weft_port_get (see backend.h). */
+static int ur_sleep(void *be, const uint32_t *word, uint32_t sleeping, const struct timespec *dl)
+{
+	struct ur *u = be;
+	bool submitted;
+	weft__port_io_lock(u->port);
+	if (reaper_work(u)) {
+		reaper_round(u, &submitted);
+		weft__port_io_unlock(u->port);
+		return 0;
+	}
+	u->asleep = 1; /* a submitter that sees it kicks the eventfd */
+	weft__port_io_unlock(u->port);
+	int r = 0;
+	/* acquire: pairs with the release exchange of the waker, which then writes efd */
+	if (weft__load_acq(word) == sleeping) {
+		int ms = weft__ms_left(dl);
+		struct pollfd pf = {.fd = u->efd, .events = POLLIN};
+		int n = ms == 0 ? 0 : poll(&pf, 1, ms);
+		uint64_t v;
+		if (n > 0 && read(u->efd, &v, sizeof v) < 0) {
+			/* cannot block (poll said so, and only this thread reads it) */
+		}
+		if (n == 0)
+			r = -ETIMEDOUT;
+	}
+	/* a round in any case: what woke this thread (or came while it timed out) */
+	weft__port_io_lock(u->port);
+	reaper_round(u, &submitted);
+	weft__port_io_unlock(u->port);
+	return r;
 }
 
 static void ur_wait(void *be)
@@ -818,11 +915,14 @@ static void ur_wait(void *be)
 	}
 	/* acquire: pairs with the release in ur_wake. */
 	while (!weft__load_acq(&u->stop)) {
-		/* acquire: pairs with the release in hand_to_reaper; the flags word is the
-		 * kernel's (TASKRUN: task_work of this thread's requests waits for it) */
-		bool work = cq_nonempty(u) || weft__load_acq(&u->sq_pending) ||
-			    (u->by_reaper && (weft__load_acq(u->ring.sq.kflags) &
-					      (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)));
+		/* acquire: pairs with the release in ur_solo */
+		if (weft__load_acq(&u->solo_req)) {
+			weft__store_rlx(&u->solo_req, 0u); /* relaxed: only this thread reads it */
+			weft__port_run_solo(u->port);
+			last = weft__now_ns();
+			continue;
+		}
+		bool work = reaper_work(u);
 		if (!work) {
 			if (weft__now_ns() - last < WEFT__REAPER_SPIN_NS) {
 				weft_cpu_relax();
@@ -865,35 +965,16 @@ static void ur_wait(void *be)
 			weft__port_io_lock(u->port);
 		}
 		busy = 0;
-		u->asleep = 0;
-		if (u->by_reaper) {
-			/* submits what callers prepared, and runs this thread's task_work (its
-			 * requests' completions): eventfd muted, this thread drains next */
-			io_uring_cq_eventfd_toggle(&u->ring, false);
-			if (weft__load_acq(&u->sq_pending)) {
-				weft__store_rlx(&u->sq_pending, 0u); /* relaxed: io lock */
-				io_uring_submit(&u->ring);
-				if (u->bl_head) {
-					backlog_flush(u);
-					io_uring_submit(&u->ring);
-				}
-				/* What was just submitted completes here (its task_work is this
-				 * thread's): poll on for it rather than sleep and be woken for it.
-				 * Without this the TCP round trip was bistable: once a peer took
-				 * longer than the spin to answer, the reaper slept before every
-				 * completion and each round trip paid two wake-ups (14 -> 26-29
-				 * us, in 7 of 9 runs; 2 of 9 with it, docs/port.md). */
-				last = weft__now_ns();
-			}
-			if (weft__load_acq(u->ring.sq.kflags) & IORING_SQ_TASKRUN)
-				io_uring_get_events(&u->ring);
-			io_uring_cq_eventfd_toggle(&u->ring, true);
-		} else if (u->bl_head) {
-			backlog_flush(u); /* a plain ring: what a failed submit left */
-			io_uring_submit(&u->ring);
-		}
-		unsigned n = drain_count(u);
+		bool submitted;
+		unsigned n = reaper_round(u, &submitted);
 		weft__port_io_unlock(u->port);
+		/* What was just submitted completes here (its task_work is this thread's):
+		 * poll on for it rather than sleep and be woken for it. Without this the TCP
+		 * round trip was bistable: once a peer took longer than the spin to answer,
+		 * the reaper slept before every completion and each round trip paid two
+		 * wake-ups (14 -> 26-29 us, in 7 of 9 runs; 2 of 9 with it, docs/port.md). */
+		if (submitted)
+			last = weft__now_ns();
 		/* Poll on only after completions this thread reported. When a spinning
 		 * waiter drained them first (the eventfd still woke this thread: a poll-armed
 		 * recv completes as task_work in its submitter, which is often that waiter),
@@ -938,5 +1019,8 @@ const struct weft__backend_ops weft__backend_uring = {
     .drain = ur_drain,
     .poll = ur_poll,
     .wait = ur_wait,
+    .solo = ur_solo,
+    .sleep = ur_sleep,
+    .kick_fd = ur_kick_fd,
     .wake = ur_wake,
 };

@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "apc.h"
 #include "atomic.h"
@@ -70,6 +71,7 @@ struct weft__waiter {
 	uint32_t word;
 	weft_completion *out; /* where the popper copies the packets: the waiter's array */
 	uint32_t max, n;
+	int kick_fd; /* the solo thread: sleeps in the backend, woken by a write here; else -1 */
 };
 
 /* Per-thread association with one port (a thread belongs to the port it last waited on,
@@ -219,18 +221,31 @@ static struct weft__waiter *settle(weft_port *p)
 	return wl;
 }
 
+/* Wakes a sleeping waiter: its futex word, or the solo thread's eventfd (it sleeps in
+ * the backend, weft__port_io_solo_sleep); a stray write only costs it one more look. */
+static void w_wake(uint32_t *word, int kick_fd)
+{
+	uint64_t one = 1;
+	if (kick_fd < 0)
+		weft__futex_wake(word, 1);
+	else if (write(kick_fd, &one, sizeof one) < 0) {
+		/* cannot overflow: the solo thread reads it down */
+	}
+}
+
 /* Wakes waiters popped under the lock. Lifetime: a popped waiter stays on its thread's
- * stack until it sees its word change, so w->below is read first. The futex_wake after
- * the exchange may hit a frame that already returned (the waiter can see the new word
- * before the wake): a stray wake on a stack word is harmless, every futex wait in weft
- * re-checks its word and loops. */
+ * stack until it sees its word change, so w->below and w->kick_fd are read first. The
+ * futex_wake after the exchange may hit a frame that already returned (the waiter can
+ * see the new word before the wake): a stray wake on a stack word is harmless, every
+ * futex wait in weft re-checks its word and loops. */
 static void wake_list(struct weft__waiter *w, uint32_t how)
 {
 	while (w) {
 		struct weft__waiter *next = w->below;
+		int kick = w->kick_fd; /* read first: w may be gone once its word flips */
 		/* release: publishes w->out[..n]; pairs with the acquire loads in w_sleep. */
 		if (weft__xchg_rel(&w->word, how) == W_SLEEPING)
-			weft__futex_wake(&w->word, 1);
+			w_wake(&w->word, kick);
 		w = next;
 	}
 }
@@ -265,7 +280,9 @@ static int w_sleep(weft_port *p, struct weft__waiter *w, const struct timespec *
 	if (!weft__cas_acq(&w->word, &s, W_SLEEPING))
 		return 0;
 	for (;;) {
-		int r = weft__futex_wait(&w->word, W_SLEEPING, dl);
+		/* the solo thread is the reaper: it sleeps in the backend, reaping */
+		int r = w->kick_fd >= 0 ? weft__port_io_solo_sleep(p, &w->word, W_SLEEPING, dl)
+					: weft__futex_wait(&w->word, W_SLEEPING, dl);
 		if (weft__load_acq(&w->word) >= W_PACKET)
 			return 0;
 		if (r == -ETIMEDOUT)
@@ -299,6 +316,11 @@ static void tls_destructor(void *v)
 	(void)v;
 	port_leave_thread();
 	weft__block_set_hook(NULL, NULL);
+}
+
+void weft__port_leave_thread(void)
+{
+	tls_destructor(NULL);
 }
 
 static void tls_key_make(void)
@@ -528,7 +550,7 @@ static void w_alert(void *ctx)
 		/* relaxed: the APC queue itself is published by the APC lock. */
 		if (weft__cas_rlx(&w->word, &s, (uint32_t)W_ALERTED)) {
 			if (s == W_SLEEPING)
-				weft__futex_wake(&w->word, 1);
+				w_wake(&w->word, w->kick_fd);
 			return;
 		}
 	}
@@ -616,7 +638,8 @@ static int port_wait_slow(weft_port *p, weft_completion *out, uint32_t max, uint
 	if (t->port != p)
 		port_join_thread(p);
 	for (;;) {
-		struct weft__waiter w = {.word = W_WAITING, .out = out, .max = max};
+		struct weft__waiter w = {
+		    .word = W_WAITING, .out = out, .max = max, .kick_fd = weft__port_io_solo_fd(p)};
 		/* Armed before the port lock (the APC lock may call the blocking hook, which
 		 * takes the port lock; it does nothing while the thread is inside get). */
 		bool armed = alertable;

@@ -72,6 +72,11 @@ struct weft_port {
 	uint32_t io_started; /* backend state and reaper exist (io lock; atomic for hints) */
 	void *bes;	     /* the backend's state */
 	pthread_t reaper;
+	/* Solo mode (weft__port_solo): the function the reaper runs as the port's one user
+	 * thread, and its state (futex word: SOLO_* in port_io.c). */
+	void (*solo_fn)(void *);
+	void *solo_arg;
+	uint32_t solo_state;
 };
 
 /* The lock-free ring's size (port.c): power of two. */
@@ -83,6 +88,8 @@ WEFT_INTERNAL void weft__port_complete(weft_port *p, struct weft__op *op);
 /* Reserves one queue slot for an operation about to be submitted: 0 or -ENOMEM. */
 WEFT_INTERNAL int weft__port_reserve(weft_port *p);
 WEFT_INTERNAL void weft__port_unref(weft_port *p);
+/* The calling thread leaves the port it last waited on, as if it exited. */
+WEFT_INTERNAL void weft__port_leave_thread(void);
 /* The number of threads waiting (tests). */
 WEFT_INTERNAL uint32_t weft__port_waiters(weft_port *p);
 
@@ -91,5 +98,10 @@ WEFT_INTERNAL void weft__port_io_close(weft_port *p);
 WEFT_INTERNAL void weft__port_io_free(weft_port *p);
 /* A spinning waiter's look at the backend: reaps what is ready, if the io lock is free. */
 WEFT_INTERNAL void weft__port_io_poll(weft_port *p);
+/* Solo mode: the fd that wakes this thread's sleep on p when it is p's solo thread (the
+ * reaper running the solo function), else -1; and that sleep (backend ops->sleep). */
+WEFT_INTERNAL int weft__port_io_solo_fd(weft_port *p);
+WEFT_INTERNAL int weft__port_io_solo_sleep(weft_port *p, const uint32_t *word, uint32_t sleeping,
+					   const struct timespec *dl);
 
 #endif

@@ -205,6 +205,84 @@ static int io_start(weft_port *p)
 	return 0;
 }
 
+/* ---- solo mode ----
+ *
+ * A port with one user thread can make that thread the reaper: the function that thread
+ * would run (its get loop) runs on the reaper thread instead, and its gets reap the
+ * backend themselves (weft__port_io_poll while they spin, the backend's sleep instead
+ * of the futex). On io_uring that thread is then the ring's one issuer: a completion
+ * costs no hand-off between two threads, and the process runs one thread where it ran
+ * two (measured: docs/port.md, weft-server --threads 1). The price: I/O submitted by
+ * other threads, and every completion, waits while the solo function is busy outside
+ * get, so it suits a port whose one thread does all the work. On epoll the thread then
+ * sleeps in epoll_wait itself: one thread instead of two there too. */
+enum { SOLO_NONE, SOLO_ASKED, SOLO_RUNNING, SOLO_DONE };
+static _Thread_local weft_port *t_solo; /* the port whose solo function this thread runs */
+
+/* Internal API for the server framework (net/): declared there. Runs fn(arg) on p's
+ * reaper thread (starting the backend if it is not yet), once. 0; -ENOTSUP when the
+ * backend cannot, -EBUSY when a solo function was already given, -ESHUTDOWN
+ * after close, or the backend's start failure. Wait for fn's end with
+ * weft__port_solo_join before weft_port_close. */
+WEFT_INTERNAL int weft__port_solo(weft_port *p, void (*fn)(void *), void *arg);
+WEFT_INTERNAL void weft__port_solo_join(weft_port *p);
+
+int weft__port_solo(weft_port *p, void (*fn)(void *), void *arg)
+{
+	if (!p || !fn)
+		return -EINVAL;
+	weft__plock(&p->iolock);
+	int r = p->io_closed ? -ESHUTDOWN : io_start(p);
+	/* relaxed: set once, under this lock; the reaper's later stores only move it on */
+	if (r == 0 && weft__load_rlx(&p->solo_state) != SOLO_NONE)
+		r = -EBUSY;
+	if (r == 0 && !p->be->solo)
+		r = -ENOTSUP;
+	if (r == 0) {
+		p->solo_fn = fn;
+		p->solo_arg = arg;
+		/* relaxed: the backend's flag publishes fn and arg to the reaper */
+		weft__store_rlx(&p->solo_state, (uint32_t)SOLO_ASKED);
+		r = p->be->solo(p->bes);
+		if (r < 0)
+			weft__store_rlx(&p->solo_state, (uint32_t)SOLO_NONE);
+	}
+	weft__punlock(&p->iolock);
+	return r;
+}
+
+void weft__port_run_solo(weft_port *p)
+{
+	weft__store_rlx(&p->solo_state, (uint32_t)SOLO_RUNNING); /* relaxed: only join reads it */
+	t_solo = p;
+	p->solo_fn(p->solo_arg);
+	t_solo = NULL;
+	/* The thread leaves the port (its association, counted as released, would only end
+	 * with the thread), so the reaper goes on as before. */
+	weft__port_leave_thread();
+	/* release: what fn did; pairs with the acquire in weft__port_solo_join */
+	weft__store_rel(&p->solo_state, (uint32_t)SOLO_DONE);
+	weft__futex_wake(&p->solo_state, 1);
+}
+
+void weft__port_solo_join(weft_port *p)
+{
+	uint32_t v;
+	/* acquire: pairs with the release in weft__port_run_solo */
+	while ((v = weft__load_acq(&p->solo_state)) != SOLO_DONE && v != SOLO_NONE)
+		weft__futex_wait(&p->solo_state, v, NULL);
+}
+
+int weft__port_io_solo_fd(weft_port *p)
+{
+	return t_solo == p ? p->be->kick_fd(p->bes) : -1;
+}
+
+int weft__port_io_solo_sleep(weft_port *p, const uint32_t *word, uint32_t sleeping, const struct timespec *dl)
+{
+	return p->be->sleep(p->bes, word, sleeping, dl);
+}
+
 /* ---- the device list ---- */
 
 /* The fd -> device table. Entries go from NULL to a device once (under the io lock,
@@ -462,7 +540,15 @@ int weft_port_disassociate(weft_port *p, int fd)
 	/* relaxed: re-read under the io lock before trusting it (see op_finish) */
 	while ((n = weft__load_rlx(&dev->nops)) != 0) {
 		weft__punlock(&p->iolock);
-		weft__futex_wait(&dev->nops, n, NULL);
+		/* The solo thread is the reaper: the cancelled operations finish only by its
+		 * own rounds, so it reaps until the count moves instead of sleeping on it
+		 * (looking again every millisecond: an operation a file helper finishes
+		 * wakes the futex, not the backend). */
+		if (t_solo == p) {
+			struct timespec ms;
+			weft__port_io_solo_sleep(p, &dev->nops, n, weft__deadline(&ms, 1));
+		} else
+			weft__futex_wait(&dev->nops, n, NULL);
 		weft__plock(&p->iolock);
 	}
 	/* After this, no submitter can link an op to dev: the fast path sees it inactive
