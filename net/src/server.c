@@ -205,6 +205,23 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Solo mode (pool/src/port_io.c): with one port thread, the thread is the port's
+ * reaper itself, so the server runs one thread where it would run two, and on io_uring
+ * a completion needs no hand-off between them. WEFT_PORT_SOLO=0 turns it off. */
+WEFT_INTERNAL int weft__port_solo(weft_port *p, void (*fn)(void *), void *arg);
+WEFT_INTERNAL void weft__port_solo_join(weft_port *p);
+
+static void solo_main(void *arg)
+{
+	(void)worker_main(arg);
+}
+
+static bool solo_wanted(const weft_server *s)
+{
+	const char *e = getenv("WEFT_PORT_SOLO");
+	return s->threads == 1 && !(e && strcmp(e, "0") == 0);
+}
+
 /* ---- idle connections ---------------------------------------------------------------- */
 
 /* Closes the connections that received nothing for idle_ns. A walk of the list every
@@ -322,6 +339,14 @@ static void server_free(weft_server *s)
 	/* See worker_main: quit packets first, the port's close only once every thread left
 	 * (a failed post falls back on the close, which ends every get with -ESHUTDOWN). */
 	bool posted = true;
+	if (s->solo) {
+		/* the solo thread must leave before the close, which joins the reaper it runs
+		 * on: a failed post (-ENOMEM, the only way it fails before the close) is tried
+		 * again */
+		while (weft_port_post(s->port, 0, QUIT_KEY, NULL) == -ENOMEM)
+			usleep(1000);
+		weft__port_solo_join(s->port);
+	}
 	for (uint32_t i = 0; i < s->nworkers && posted; i++)
 		posted = weft_port_post(s->port, 0, QUIT_KEY, NULL) == 0;
 	if (!posted)
@@ -355,7 +380,8 @@ static int server_start(weft_server *s, const weft_server_config *cfg)
 	s->accept_ios = calloc(s->naccepts, sizeof *s->accept_ios);
 	if (!s->workers || !s->accept_ios)
 		return -ENOMEM;
-	for (; s->nworkers < s->threads; s->nworkers++)
+	s->solo = solo_wanted(s) && weft__port_solo(s->port, solo_main, s) == 0;
+	for (; !s->solo && s->nworkers < s->threads; s->nworkers++)
 		if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s) != 0)
 			return -EAGAIN;
 	if ((rc = sweeper_start(s)) < 0)

@@ -57,6 +57,7 @@ struct weft_server {
 	uint64_t high, low;         /* pause receiving at high queued bytes, resume at low */
 	pthread_t *workers;
 	uint32_t nworkers;
+	bool solo;                  /* the one port thread is the port's reaper (server.c) */
 	struct net_io *accept_ios;
 	weft_cs listen_lock;        /* orders accept reposts against the listener's close */
 	bool stopping;              /* set under listen_lock; read relaxed as a hint */

@@ -223,12 +223,12 @@ struct echo_client {
 };
 
 /* 1000 connections at once, each sending a different amount (3..27 KB, in pieces as the
- * socket takes them) and checking every byte of its echo. */
-static void test_echo_thousand_connections(void **state)
+ * socket takes them) and checking every byte of its echo; on 2 port threads, and on 1
+ * (the port's solo mode: the thread is the port's reaper). */
+static void echo_thousand(uint32_t threads)
 {
-	(void)state;
 	const uint32_t n = 1000;
-	weft_server *s = start(2, 0, 0, 0);
+	weft_server *s = start(threads, 0, 0, 0);
 	int port = weft_server_port(s);
 	struct echo_client *cl = calloc(n, sizeof *cl);
 	assert_non_null(cl);
@@ -315,6 +315,18 @@ static void test_echo_thousand_connections(void **state)
 	weft_server_destroy(s);
 	close(ep);
 	free(cl);
+}
+
+static void test_echo_thousand_connections(void **state)
+{
+	(void)state;
+	echo_thousand(2);
+}
+
+static void test_echo_thousand_connections_solo(void **state)
+{
+	(void)state;
+	echo_thousand(1);
 }
 
 /* A client that sends and never reads: the server stops reading it once its send queue
@@ -641,6 +653,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_echo_bad_config),
 		cmocka_unit_test(test_echo_thousand_connections),
+		cmocka_unit_test(test_echo_thousand_connections_solo),
 		cmocka_unit_test(test_echo_backpressure),
 		cmocka_unit_test(test_echo_max_conns),
 		cmocka_unit_test(test_echo_stop),

@@ -84,6 +84,7 @@ static void fill(unsigned char *p, size_t n, uint32_t seed)
 
 static bool g_copy;   /* the next setup serves bodies by copy instead of sendfile */
 static bool g_walk;   /* the next setup opens by the O_NOFOLLOW walk, not openat2 */
+static bool g_solo;   /* the next setup runs one port thread: the port's solo mode */
 
 static int setup(void **state)
 {
@@ -108,7 +109,7 @@ static int setup(void **state)
 	snprintf(p, sizeof p, "%s/inside", f->root);
 	assert_int_equal(symlink("small.txt", p), 0);
 
-	struct weft__http_server_config cfg = { .net = { .listen = "127.0.0.1:0", .threads = 2 },
+	struct weft__http_server_config cfg = { .net = { .listen = "127.0.0.1:0", .threads = g_solo ? 1 : 2 },
 		.root = f->root, .max_upload = MAX_UPLOAD, .header_timeout_ms = HEADER_TIMEOUT_MS,
 		.no_sendfile = g_copy, .force_walk = g_walk, .file_cache_ms = FILE_CACHE_MS };
 	int err = 0;
@@ -140,6 +141,14 @@ static int setup_walk(void **state)
 	g_walk = true;
 	int rc = setup(state);
 	g_walk = false;
+	return rc;
+}
+
+static int setup_solo(void **state)
+{
+	g_solo = true;
+	int rc = setup(state);
+	g_solo = false;
 	return rc;
 }
 
@@ -2279,6 +2288,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multirange, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_cork_released, setup_copy, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_fallback, setup_walk, teardown),
+		/* one port thread: the server runs it on the port's reaper (solo mode) */
+		cmocka_unit_test_setup_teardown(test_get, setup_solo, teardown),
+		cmocka_unit_test_setup_teardown(test_head_and_range, setup_solo, teardown),
+		cmocka_unit_test_setup_teardown(test_pipelining, setup_solo, teardown),
+		cmocka_unit_test_setup_teardown(test_put_roundtrip, setup_solo, teardown),
+		cmocka_unit_test_setup_teardown(test_interrupted, setup_solo, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_client, setup_solo, teardown),
+		cmocka_unit_test_setup_teardown(test_graceful_stop, setup_solo, teardown),
+		cmocka_unit_test_setup_teardown(test_multirange, setup_solo, teardown),
+		cmocka_unit_test_setup_teardown(test_cork_released, setup_solo, teardown),
 	};
 	/* sendfile(2) cannot say MSG_NOSIGNAL: a peer that resets mid-body raises SIGPIPE,
 	 * which a process serving files ignores (weft-server does) */
