@@ -134,9 +134,10 @@ struct weft__backend_ops {
 	 * weft__port_run_solo from its loop, so the port's one user thread is the reaper
 	 * itself; 0, or -ENOTSUP when this backend's reaper cannot. Under the io lock. */
 	int (*solo)(void *be);
-	/* Solo mode, on the reaper thread inside weft_port_get: reaps until *word is no
-	 * longer `sleeping` (a waker then writes kick_fd) or the deadline (NULL: none)
-	 * passes: 0 or -ETIMEDOUT. Sleeps only when nothing is left to submit or reap. */
+	/* Solo mode, on the reaper thread inside weft_port_get: one round of reaping,
+	 * sleeping first (until a completion, a write to kick_fd, or the deadline, NULL:
+	 * none) only when nothing is left to submit or reap and *word is still `sleeping`.
+	 * 0, or -ETIMEDOUT when the deadline passed with *word unchanged. */
 	int (*sleep)(void *be, const uint32_t *word, uint32_t sleeping, const struct timespec *dl);
 	/* Solo mode: the fd a waker writes 8 bytes to, to end sleep. */
 	int (*kick_fd)(void *be);

@@ -709,6 +709,11 @@ static inline int port_wait(weft_port *p, weft_completion *out, uint32_t max, ui
 {
 	struct port_tls *t = &tls_port;
 	*count = 0;
+	if (timeout_ms == 0 && weft__port_io_solo_fd(p) >= 0) {
+		/* the solo thread is the reaper: a get that never waits reaps once first */
+		uint32_t awake = 1;
+		weft__port_io_solo_sleep(p, &awake, 0, NULL);
+	}
 	if (t->port == p && t->state == T_RELEASED) {
 		/* Back into get while not over the limit: take from the ring and stay
 		 * released (see the top of the file). */

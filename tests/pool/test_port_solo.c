@@ -2,7 +2,8 @@
  * the port's one user thread runs on the reaper thread, whose gets reap the backend
  * themselves (io_uring: it is the ring's issuer; epoll: it sleeps in epoll_wait). On
  * each backend: echo over socket pairs (every byte back, in order), packets posted by
- * another thread while it sleeps in the backend, a get's timeout, a close of an fd with
+ * another thread while it sleeps in the backend, a get's timeout, a receive completed
+ * through gets that never wait (timeout 0), a close of an fd with
  * a receive pending from inside the solo thread (disassociate waits for the cancel,
  * which only that thread can reap), the end of the function, then the port serving
  * other threads through its reaper as before, and its close. */
@@ -46,6 +47,7 @@ struct solo {
 	int64_t timeout_ms;  /* how long it took */
 	int close_rc;	     /* weft_port_close_fd with a receive pending */
 	int cancelled;	     /* that receive's status */
+	bool polled;	     /* a receive completed through gets with timeout 0 alone */
 	uint32_t done;	     /* atomic: the phases above are over, send the quit */
 	uint32_t extra_quits; /* quit packets seen before the phases were over (must be 0) */
 };
@@ -112,6 +114,29 @@ static void solo_fn(void *arg)
 	int64_t t0 = now_ms();
 	s->timeout_rc = weft_port_get(p, NULL, NULL, NULL, 30);
 	s->timeout_ms = now_ms() - t0;
+	/* gets that never wait (timeout 0) reap too: a receive whose bytes come after it
+	 * went to the backend completes through them alone */
+	int pv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pv) != 0 || weft_port_associate(p, pv[0], 6) != 0) {
+		s->errors++;
+	} else {
+		weft_overlapped ov = {0};
+		char b[16];
+		if (weft_port_recv(p, pv[0], b, sizeof b, &ov) != 0 || write(pv[1], "polled", 6) != 6)
+			s->errors++;
+		weft_overlapped *got = NULL;
+		int64_t t1 = now_ms();
+		while (!got && now_ms() - t1 < 2000) {
+			int rc = weft_port_get(p, NULL, NULL, &got, 0);
+			if (rc == -ETIMEDOUT)
+				usleep(100);
+			else if (rc != 0)
+				break;
+		}
+		s->polled = got == &ov && ov.status == 0 && ov.bytes == 6 && memcmp(b, "polled", 6) == 0;
+		weft_port_close_fd(p, pv[0]);
+		close(pv[1]);
+	}
 	/* a receive pending on an fd this thread closes: the close waits for its cancel,
 	 * which only this thread can reap */
 	int sv[2];
@@ -217,6 +242,7 @@ static void test_port_solo_echo(void **state)
 	assert_int_equal(s.posts, NPOST);
 	assert_int_equal(s.timeout_rc, -ETIMEDOUT);
 	assert_true(s.timeout_ms >= 29 && s.timeout_ms < 2000);
+	assert_true(s.polled);
 	assert_int_equal(s.close_rc, 0);
 	assert_int_equal(s.cancelled, -ECANCELED);
 	/* after the solo function: the port (its reaper) serves other threads as before */
