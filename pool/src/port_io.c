@@ -547,8 +547,9 @@ int weft_port_disassociate(weft_port *p, int fd)
 		if (t_solo == p) {
 			struct timespec ms;
 			weft__port_io_solo_sleep(p, &dev->nops, n, weft__deadline(&ms, 1));
-		} else
+		} else {
 			weft__futex_wait(&dev->nops, n, NULL);
+		}
 		weft__plock(&p->iolock);
 	}
 	/* After this, no submitter can link an op to dev: the fast path sees it inactive
