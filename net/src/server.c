@@ -208,18 +208,15 @@ static void *worker_main(void *arg)
 /* Solo mode (pool/src/port_io.c): with one port thread, the thread is the port's
  * reaper itself, so the server runs one thread where it would run two, and on io_uring
  * a completion needs no hand-off between them. WEFT_PORT_SOLO=0 turns it off. */
-WEFT_INTERNAL int weft__port_solo(weft_port *p, void (*fn)(void *), void *arg);
-WEFT_INTERNAL void weft__port_solo_join(weft_port *p);
+bool weft__net_solo_wanted(uint32_t threads)
+{
+	const char *e = getenv("WEFT_PORT_SOLO");
+	return threads == 1 && !(e && strcmp(e, "0") == 0);
+}
 
 static void solo_main(void *arg)
 {
 	(void)worker_main(arg);
-}
-
-static bool solo_wanted(const weft_server *s)
-{
-	const char *e = getenv("WEFT_PORT_SOLO");
-	return s->threads == 1 && !(e && strcmp(e, "0") == 0);
 }
 
 /* ---- idle connections ---------------------------------------------------------------- */
@@ -380,7 +377,7 @@ static int server_start(weft_server *s, const weft_server_config *cfg)
 	s->accept_ios = calloc(s->naccepts, sizeof *s->accept_ios);
 	if (!s->workers || !s->accept_ios)
 		return -ENOMEM;
-	s->solo = solo_wanted(s) && weft__port_solo(s->port, solo_main, s) == 0;
+	s->solo = weft__net_solo_wanted(s->threads) && weft__port_solo(s->port, solo_main, s) == 0;
 	for (; !s->solo && s->nworkers < s->threads; s->nworkers++)
 		if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s) != 0)
 			return -EAGAIN;

@@ -50,6 +50,7 @@ struct weft_udp {
 	void *user;
 	pthread_t *workers;
 	uint32_t nworkers;
+	bool solo;                  /* the one port thread is the port's reaper (solo mode) */
 	struct udp_io *recv_ios, *send_ios;
 	weft_srw gate;              /* shared: posting; exclusive: setting stopping */
 	bool stopping;              /* under gate */
@@ -202,6 +203,11 @@ static void *udp_worker(void *arg)
 }
 
 /* Stops posting, cancels what is in flight and waits until no context is live. */
+static void udp_solo(void *arg)
+{
+	(void)udp_worker(arg);
+}
+
 static void udp_stop(weft_udp *u)
 {
 	weft_srw_lock_exclusive(&u->gate);
@@ -223,6 +229,12 @@ static void udp_free(weft_udp *u)
 {
 	udp_stop(u);
 	bool posted = true;
+	if (u->solo) {
+		/* as in server.c: the solo thread leaves before the close joins the reaper */
+		while (weft_port_post(u->port, 0, UDP_QUIT_KEY, NULL) == -ENOMEM)
+			usleep(1000);
+		weft__port_solo_join(u->port);
+	}
 	for (uint32_t i = 0; i < u->nworkers && posted; i++)
 		posted = weft_port_post(u->port, 0, UDP_QUIT_KEY, NULL) == 0;
 	if (!posted)
@@ -284,7 +296,8 @@ static int udp_start(weft_udp *u, const weft_udp_config *cfg)
 		if (!(u->recv_ios[i].buf = malloc(u->max_dgram)))
 			return -ENOMEM;
 	}
-	for (; u->nworkers < u->threads; u->nworkers++)
+	u->solo = weft__net_solo_wanted(u->threads) && weft__port_solo(u->port, udp_solo, u) == 0;
+	for (; !u->solo && u->nworkers < u->threads; u->nworkers++)
 		if (pthread_create(&u->workers[u->nworkers], NULL, udp_worker, u) != 0)
 			return -EAGAIN;
 	for (uint32_t i = 0; i < u->nrecvs; i++) {

@@ -76,11 +76,11 @@ static weft_udp_stats stats(weft_udp *u)
 	return st;
 }
 
-/* Several clients, datagrams of many sizes (0 to 8 KB), each echoed byte for byte. */
-static void test_udp_echo(void **state)
+/* Several clients, datagrams of many sizes (0 to 8 KB), each echoed byte for byte; on 2
+ * port threads and on 1 (the port's solo mode). */
+static void udp_echo(uint32_t threads)
 {
-	(void)state;
-	weft_udp *u = start(2, 0, 0);
+	weft_udp *u = start(threads, 0, 0);
 	struct sockaddr_in to = server_addr(u);
 	enum { C = 4 };
 	int fds[C];
@@ -113,6 +113,18 @@ static void test_udp_echo(void **state)
 	for (int i = 0; i < C; i++)
 		close(fds[i]);
 	weft_udp_destroy(u);
+}
+
+static void test_udp_echo(void **state)
+{
+	(void)state;
+	udp_echo(2);
+}
+
+static void test_udp_echo_solo(void **state)
+{
+	(void)state;
+	udp_echo(1);
 }
 
 /* The largest IPv4 datagram comes back whole; one over max_datagram is cut to it. */
@@ -241,6 +253,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_udp_bad_config),
 		cmocka_unit_test(test_udp_echo),
+		cmocka_unit_test(test_udp_echo_solo),
 		cmocka_unit_test(test_udp_sizes),
 		cmocka_unit_test(test_udp_burst),
 		cmocka_unit_test(test_udp_destroy_under_load),
