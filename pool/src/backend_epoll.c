@@ -57,6 +57,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -74,6 +75,9 @@ struct epdev {
 	uint32_t lock;
 	uint8_t no_nowait_rd;	       /* atomic: preadv2(RWF_NOWAIT) said EOPNOTSUPP here */
 	uint8_t no_nowait_wr;	       /* atomic: pwritev2(RWF_NOWAIT) said EOPNOTSUPP here */
+	uint8_t rd_drained;	       /* (lock) see try_side */
+	uint8_t rd_hup;		       /* (lock) an edge showed the peer's end, urgent data or an error */
+	uint8_t tcp;		       /* (lock) a TCP socket: its short reads can mark rd_drained */
 	struct weft__op *rq, *rq_tail; /* receive side: accept, recv, recvfrom, read */
 	struct weft__op *wq, *wq_tail; /* send side: send, sendto, sendfile, write, connect */
 };
@@ -103,6 +107,10 @@ struct ep {
 	uint32_t nhelpers; /* started (io lock; fini reads it after the last op) */
 	pthread_t helper[FILE_HELPERS];
 };
+
+/* The reaper thread while it runs the port's solo function (it does all the reaping
+ * then: its looks are not throttled). */
+static _Thread_local const struct ep *t_solo_ep;
 
 static struct epdev *epdev_of(struct weft__device *dev)
 {
@@ -152,7 +160,18 @@ static int ep_attach(void *be, struct weft__device *dev)
 	 * inactive device) */
 	weft__store_rlx(&epdev_of(dev)->no_nowait_rd, (uint8_t)0);
 	weft__store_rlx(&epdev_of(dev)->no_nowait_wr, (uint8_t)0);
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = dev};
+	int proto = 0;
+	socklen_t plen = sizeof proto;
+	bool tcp = !dev->is_file && getsockopt(dev->fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) == 0 &&
+		   proto == IPPROTO_TCP;
+	/* unknown: the first receive tries (under the fd lock: a late edge of the fd that
+	 * had this number before may be in dev_event) */
+	weft__plock(&epdev_of(dev)->lock);
+	epdev_of(dev)->rd_drained = epdev_of(dev)->rd_hup = 0;
+	epdev_of(dev)->tcp = tcp;
+	weft__punlock(&epdev_of(dev)->lock);
+	/* EPOLLPRI: urgent data stops a TCP read short of the bytes behind it (try_side) */
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = dev};
 	if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, dev->fd, &ev) < 0) {
 		if (errno == EPERM)
 			return 0; /* a regular file (cannot be polled): see file_try */
@@ -510,6 +529,26 @@ static int arm_staged(struct ep *e, struct weft__op *op, int *res)
 	return 0;
 }
 
+/* try_op for an op of a device's queues, fd lock held. A receive that found the socket
+ * empty (EAGAIN), or a TCP receive that read less than it asked for, marks the read side
+ * drained: the socket is edge-triggered, so any byte (or the peer's end) that comes
+ * later brings an input edge (which clears the mark in dev_event), and until then the
+ * next receive skips its try and queues at once. A request/response peer sends only
+ * after the answer: without this every receive cost a recv that said EAGAIN (as on
+ * io_uring, skip_inline). A short TCP read means the receive queue was empty, except
+ * where the read stops at the peer's end (FIN) or at urgent data with bytes behind it,
+ * whose edge may already be spent: once an edge showed either (rd_hup: RDHUP, PRI, HUP,
+ * ERR) only EAGAIN marks the side. Other sockets may stop short for other reasons
+ * (AF_UNIX: credentials of another writer, out-of-band data): only EAGAIN there. An
+ * end of stream (0) or an error never marks it: they stay readable without a new edge. */
+static int try_side(struct epdev *d, struct weft__op *op)
+{
+	int r = try_op(op);
+	if (op->kind == WEFT__OP_RECV)
+		d->rd_drained = r == -EAGAIN || (r > 0 && (uint32_t)r < op->len && d->tcp && !d->rd_hup);
+	return r;
+}
+
 static int ep_arm(void *be, struct weft__op *op, int *res)
 {
 	struct ep *e = be;
@@ -521,10 +560,11 @@ static int ep_arm(void *be, struct weft__op *op, int *res)
 	bool rd = recv_side(op);
 	struct weft__op **head = rd ? &d->rq : &d->wq, **tail = rd ? &d->rq_tail : &d->wq_tail;
 	weft__plock(&d->lock);
-	/* Try at once unless others wait ahead on this side (FIFO); a connect always tries
-	 * now, since its address is only valid during the call. */
-	if (!*head || op->kind == WEFT__OP_CONNECT) {
-		int r = try_op(op);
+	/* Try at once unless others wait ahead on this side (FIFO), or a receive finds the
+	 * side drained (try_side); a connect always tries now, since its address is only
+	 * valid during the call. */
+	if ((!*head && !(op->kind == WEFT__OP_RECV && d->rd_drained)) || op->kind == WEFT__OP_CONNECT) {
+		int r = try_side(d, op);
 		if (r != -EAGAIN) {
 			weft__punlock(&d->lock);
 			*res = r;
@@ -568,19 +608,23 @@ static bool ep_cancel(void *be, struct weft__op *op)
 	return took;
 }
 
-/* Runs an fd's queues after an edge; reports outside the fd lock. */
-/* Runs dev's queued operations after an edge. locked: the caller holds the io lock (a
- * waiting thread polling, ep_poll), so results are reported with the _locked call. */
-static void dev_event(struct ep *e, struct weft__device *dev, bool locked)
+/* Runs dev's queued operations after an edge (events: its epoll mask); reports outside
+ * the fd lock. locked: the caller holds the io lock (a waiting thread polling,
+ * ep_poll), so results are reported with the _locked call. */
+static void dev_event(struct ep *e, struct weft__device *dev, uint32_t events, bool locked)
 {
 	struct epdev *d = epdev_of(dev);
 	struct weft__op *done = NULL, **dt = &done;
 	weft__plock(&d->lock);
+	if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		d->rd_drained = 0; /* input came: the next receive tries at once */
+	if (events & (EPOLLRDHUP | EPOLLPRI | EPOLLHUP | EPOLLERR))
+		d->rd_hup = 1;
 	for (int side = 0; side < 2; side++) {
 		struct weft__op **head = side ? &d->wq : &d->rq, **tail = side ? &d->wq_tail : &d->rq_tail;
 		while (*head) {
 			struct weft__op *op = *head;
-			int r = try_op(op);
+			int r = try_side(d, op);
 			if (r == -EAGAIN)
 				break;
 			*head = op->qnext;
@@ -647,7 +691,7 @@ static void events(struct ep *e, const struct epoll_event *ev, int n)
 		} else if (v & 1u) {
 			staged_event(e, (struct weft__op *)(v & ~(uintptr_t)1u), false);
 		} else {
-			dev_event(e, (struct weft__device *)ev[i].data.ptr, false);
+			dev_event(e, (struct weft__device *)ev[i].data.ptr, ev[i].events, false);
 		}
 	}
 }
@@ -663,7 +707,9 @@ static void ep_wait(void *be)
 		/* acquire: pairs with the release in ep_solo */
 		if (weft__load_acq(&e->solo_req)) {
 			weft__store_rlx(&e->solo_req, 0u); /* relaxed: only this thread reads it */
+			t_solo_ep = e;
 			weft__port_run_solo(e->port);
+			t_solo_ep = NULL;
 			last = weft__now_ns();
 			continue;
 		}
@@ -725,7 +771,7 @@ static void ep_poll(void *be)
 {
 	struct ep *e = be;
 	static __thread uint32_t skip;
-	if ((++skip & EP_POLL_EVERY) != 0)
+	if (t_solo_ep != e && (++skip & EP_POLL_EVERY) != 0)
 		return;
 	struct epoll_event ev[16];
 	int n = epoll_wait(e->epfd, ev, 16, 0);
@@ -736,7 +782,7 @@ static void ep_poll(void *be)
 		} else if (v & 1u) {
 			staged_event(e, (struct weft__op *)(v & ~(uintptr_t)1u), true);
 		} else {
-			dev_event(e, (struct weft__device *)ev[i].data.ptr, true);
+			dev_event(e, (struct weft__device *)ev[i].data.ptr, ev[i].events, true);
 		}
 	}
 }

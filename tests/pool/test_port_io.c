@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -667,6 +669,85 @@ static void test_port_io_full_sq_backlog(void **state)
 	}
 }
 
+/* A connected TCP pair on 127.0.0.1: *srv (the accepted end), *cli. */
+static void tcp_pair(int *srv, int *cli)
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(l >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof a;
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+	*cli = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(*cli, (struct sockaddr *)&a, sizeof a), 0);
+	*srv = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(*srv >= 0);
+	close(l);
+}
+
+/* The end of a stream right behind its last bytes: a receive reads them (short of its
+ * buffer, stopping at the peer's end), and the next receive still completes, with 0.
+ * The epoll backend lets a short TCP read stand for "socket empty" and then waits for
+ * the next edge instead of trying; the peer's end arrives with no edge of its own when
+ * the edge that brought it is already spent. Both orders: bytes and end there before the
+ * receives are posted, and a receive posted first. Also a full read (the buffer filled:
+ * more may wait) followed by the rest. */
+static void test_port_io_stream_end_after_short_read(void **state)
+{
+	(void)state;
+	weft_port *p = mkport(2);
+	for (int order = 0; order < 2; order++) {
+		int srv, cli;
+		tcp_pair(&srv, &cli);
+		assert_int_equal(weft_port_associate(p, srv, 9), 0);
+		char buf[4096];
+		weft_overlapped ov = {0};
+		if (order == 1) {
+			assert_int_equal(weft_port_recv(p, srv, buf, sizeof buf, &ov), 0);
+			usleep(20000); /* the receive waits in the backend */
+		}
+		assert_int_equal(write(cli, "abc", 3), 3);
+		assert_int_equal(shutdown(cli, SHUT_WR), 0);
+		usleep(20000); /* bytes and end arrive, and the backend sees their edge */
+		if (order == 0)
+			assert_int_equal(weft_port_recv(p, srv, buf, sizeof buf, &ov), 0);
+		expect(p, &ov, 9);
+		assert_int_equal(ov.status, 0);
+		assert_int_equal(ov.bytes, 3);
+		assert_memory_equal(buf, "abc", 3);
+		assert_int_equal(weft_port_recv(p, srv, buf, sizeof buf, &ov), 0);
+		expect(p, &ov, 9);
+		assert_int_equal(ov.status, 0);
+		assert_int_equal(ov.bytes, 0);
+		assert_int_equal(weft_port_close_fd(p, srv), 0);
+		close(cli);
+	}
+	/* a read that fills its buffer, then the rest and the end */
+	int srv, cli;
+	tcp_pair(&srv, &cli);
+	assert_int_equal(weft_port_associate(p, srv, 9), 0);
+	assert_int_equal(write(cli, "0123456789", 10), 10);
+	assert_int_equal(shutdown(cli, SHUT_WR), 0);
+	usleep(20000);
+	char b4[4];
+	weft_overlapped ov = {0};
+	uint32_t total = 0;
+	for (;;) {
+		assert_int_equal(weft_port_recv(p, srv, b4, sizeof b4, &ov), 0);
+		expect(p, &ov, 9);
+		assert_int_equal(ov.status, 0);
+		if (ov.bytes == 0)
+			break;
+		assert_memory_equal(b4, "0123456789" + total, ov.bytes);
+		total += ov.bytes;
+	}
+	assert_int_equal(total, 10);
+	assert_int_equal(weft_port_close_fd(p, srv), 0);
+	close(cli);
+	weft_port_close(p);
+}
+
 int main(void)
 {
 	if (tp_skip_backend())
@@ -683,6 +764,7 @@ int main(void)
 	    cmocka_unit_test(test_port_io_cold_reads_vs_disassociate),
 	    cmocka_unit_test(test_port_io_cold_reads_vs_close),
 	    cmocka_unit_test_setup_teardown(test_port_io_full_sq_backlog, small_sq, default_sq),
+	    cmocka_unit_test(test_port_io_stream_end_after_short_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
