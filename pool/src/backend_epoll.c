@@ -23,7 +23,13 @@
  *
  * Why the per-fd lock closes the edge-triggered race: arm tries and queues under it,
  * and the reaper retries the queue under it after every edge, so an edge that arrives
- * between a failed try and the queueing finds the op queued.
+ * between a failed try and the queueing finds the op queued. A receive skips the try
+ * when the last one showed the socket empty (try_side): the next edge is then sure to
+ * come, and finds it queued.
+ *
+ * In the port's solo mode (port_io.c) the reaper runs the port's one user thread's
+ * function itself: its gets look at epoll on every spin (ep_poll, unthrottled) and
+ * sleep in epoll_wait (ep_sleep), so one thread does everything.
  *
  * Regular files cannot be polled, and a read of a page that is not in the page cache
  * blocks whichever thread makes it: for a port, that would be the submitting thread,

@@ -45,7 +45,9 @@
  *  4. The reaper. One thread per port submits, runs its task_work, drains under the io
  *     lock (waiting for the lock to come free rather than queueing on it: the holder is
  *     usually a submitter draining), spins 30 us after completions it reported, and
- *     sleeps on the eventfd.
+ *     sleeps on the eventfd. In the port's solo mode (port_io.c) it runs the port's one
+ *     user thread's function itself, whose gets do the reaper's round (ur_poll) and
+ *     sleep on the eventfd (ur_sleep): one thread, the ring's issuer, does everything.
  * Every result goes to port.c, which advances multi-stage operations or queues the
  * packet and hands it to the most recent waiting thread (LIFO) under the concurrency
  * limit - the same path as a posted packet, so the port's semantics are identical on
