@@ -5,9 +5,12 @@
 #ifndef PORT_UTIL_H
 #define PORT_UTIL_H
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <weft/pool.h>
@@ -63,6 +66,41 @@ static inline void wait_waiters(weft_port *p, uint32_t n)
 {
 	while (weft__port_waiters(p) != n)
 		usleep(200);
+}
+
+/* A listening TCP socket on 127.0.0.1, any free port (*port). */
+static inline int listener(uint16_t *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(fd, 64), 0);
+	socklen_t l = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static inline struct sockaddr_in loop_addr(uint16_t port)
+{
+	return (struct sockaddr_in){
+	    .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+}
+
+/* A connected pair over loopback TCP, made with plain blocking calls: *a connected, *b
+ * the accepted end. */
+static inline void tcp_pair(int *a, int *b)
+{
+	uint16_t port;
+	int l = listener(&port);
+	*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = loop_addr(port);
+	assert_int_equal(connect(*a, (struct sockaddr *)&sa, sizeof sa), 0);
+	*b = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(*b >= 0);
+	close(l);
 }
 
 #endif

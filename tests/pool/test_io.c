@@ -20,39 +20,6 @@
 #include "atomic.h"
 #include "port_util.h"
 
-static int listener(uint16_t *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(listen(fd, 64), 0);
-	socklen_t l = sizeof a;
-	getsockname(fd, (struct sockaddr *)&a, &l);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
-static struct sockaddr_in loop_addr(uint16_t port)
-{
-	return (struct sockaddr_in){
-	    .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-}
-
-/* A connected pair over loopback TCP, made with plain blocking calls. */
-static void tcp_pair(int *a, int *b)
-{
-	uint16_t port;
-	int l = listener(&port);
-	*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = loop_addr(port);
-	assert_int_equal(connect(*a, (struct sockaddr *)&sa, sizeof sa), 0);
-	*b = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	assert_true(*b >= 0);
-	close(l);
-}
-
 /* ---- files ---- */
 
 static void test_io_file_read_write_offset(void **state)

@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -669,23 +667,6 @@ static void test_port_io_full_sq_backlog(void **state)
 	}
 }
 
-/* A connected TCP pair on 127.0.0.1: *srv (the accepted end), *cli. */
-static void tcp_pair(int *srv, int *cli)
-{
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(l >= 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof a;
-	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(listen(l, 1), 0);
-	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
-	*cli = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_int_equal(connect(*cli, (struct sockaddr *)&a, sizeof a), 0);
-	*srv = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	assert_true(*srv >= 0);
-	close(l);
-}
-
 /* The end of a stream right behind its last bytes: a receive reads them (short of its
  * buffer, stopping at the peer's end), and the next receive still completes, with 0.
  * The epoll backend lets a short TCP read stand for "socket empty" and then waits for
@@ -699,7 +680,7 @@ static void test_port_io_stream_end_after_short_read(void **state)
 	weft_port *p = mkport(2);
 	for (int order = 0; order < 2; order++) {
 		int srv, cli;
-		tcp_pair(&srv, &cli);
+		tcp_pair(&cli, &srv);
 		assert_int_equal(weft_port_associate(p, srv, 9), 0);
 		char buf[4096];
 		weft_overlapped ov = {0};
@@ -725,7 +706,7 @@ static void test_port_io_stream_end_after_short_read(void **state)
 	}
 	/* a read that fills its buffer, then the rest and the end */
 	int srv, cli;
-	tcp_pair(&srv, &cli);
+	tcp_pair(&cli, &srv);
 	assert_int_equal(weft_port_associate(p, srv, 9), 0);
 	assert_int_equal(write(cli, "0123456789", 10), 10);
 	assert_int_equal(shutdown(cli, SHUT_WR), 0);
